@@ -1,0 +1,3 @@
+"""mbiapo: policy optimization as planning, model-free and model-based."""
+
+__version__ = "0.1.0"

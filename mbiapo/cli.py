@@ -1,0 +1,156 @@
+"""``mbiapo`` command line. Results go to stdout (one JSON object with --json); progress and
+logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mbiapo.config import PLANNER_NAMES, compose, parse_overrides
+from mbiapo.errors import MbiapoError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise MbiapoError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--planner", choices=PLANNER_NAMES, help="plan with this planner "
+                   "(default: the one the checkpoint trained)")
+    p.add_argument("--iters", type=int, help="planner iterations per action")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mbiapo", description="Policy optimization as planning: train "
+                     "agents, plan with their value estimates, benchmark planners.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an agent online on a gymnasium task",
+                       description="Train online. Writes OUT/config.yaml, OUT/metrics.csv, "
+                       "OUT/checkpoint.pt (+ OUT/replay.h5). Ctrl-C saves a checkpoint.")
+    p.add_argument("--env", help="gymnasium id, e.g. HalfCheetah-v5")
+    p.add_argument("--planner", choices=PLANNER_NAMES)
+    p.add_argument("--steps", type=int, help="environment steps (train.steps)")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--out", type=Path, help="run folder")
+    p.add_argument("--config", help="YAML file merged over the packaged configs")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
+
+    p = sub.add_parser("evaluate", help="mean return of a checkpoint's planner")
+    _add_run_flags(p)
+    p = sub.add_parser("plan", help="act by planning with a checkpoint's value estimate; "
+                       "returns and latency per action")
+    _add_run_flags(p)
+    p = sub.add_parser("bench", help="update rates and acting latency (HalfCheetah-v5 shapes)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
+    p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
+    return parser
+
+
+def cmd_train(args) -> dict:
+    from mbiapo.train import Trainer, start_run
+
+    if args.resume:
+        if args.env or args.planner or args.config or args.out or args.seed is not None \
+                or args.overrides:
+            raise MbiapoError("--resume continues a run as configured; only --steps may change")
+        trainer = Trainer.resume(args.resume, args.steps)
+    else:
+        if args.out is None:
+            raise MbiapoError("mbiapo train needs --out DIR (or --resume DIR)")
+        explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
+        explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
+        cfg = compose(args.env, args.planner, args.config, [*args.overrides, *explicit])
+        trainer = start_run(cfg, args.out)
+    try:
+        last = trainer.run()
+    except KeyboardInterrupt:
+        print(f"interrupted at step {trainer.step}; checkpoint saved; continue with "
+              f"'mbiapo train --resume {trainer.out}'", file=sys.stderr)
+        raise SystemExit(130) from None
+    return {"out": str(trainer.out), **{k: v for k, v in last.items() if v != ""}}
+
+
+def _load_for_run(args):
+    from mbiapo.checkpoint import check_env_matches, load_agent
+    from mbiapo.envs import env_dims, make_env
+
+    overrides = parse_overrides([])
+    agent, payload = load_agent(args.checkpoint, args.device, overrides)
+    env = make_env(agent.cfg.env.id, agent.cfg.env.max_episode_steps)
+    check_env_matches(payload, *env_dims(env), agent.cfg.env.id)
+    env.close()
+    if args.iters is not None and args.iters < 1:
+        raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
+    return agent, agent.planner_named(args.planner)
+
+
+def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict:
+    returns = np.array(result["returns"])
+    out = {"env": agent.cfg.env.id, "planner": planner_name, "episodes": len(returns),
+           "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+           "returns": [round(r, 3) for r in result["returns"]]}
+    if with_latency:
+        lat = np.array(result["latency_ms"])
+        out |= {"latency_ms_mean": float(lat.mean()), "latency_ms_p95":
+                float(np.percentile(lat, 95)), "actions": int(lat.size)}
+    return out
+
+
+def cmd_evaluate(args, with_latency: bool = False) -> dict:
+    from mbiapo.evaluate import run_episodes
+
+    if args.episodes < 1:
+        raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
+    agent, planner = _load_for_run(args)
+    result = run_episodes(agent, agent.cfg.env.id, args.episodes, args.seed, planner,
+                          args.iters, batched=not with_latency,
+                          max_episode_steps=agent.cfg.env.max_episode_steps)
+    return _summary(agent, args.planner or agent.cfg.planner.name, result, with_latency)
+
+
+def cmd_bench(args) -> dict:
+    from mbiapo.bench import run_bench
+
+    return run_bench(seconds=args.seconds, with_sb3=not args.no_sb3)
+
+
+def _print_human(result: dict) -> None:
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, list):
+            value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        print(f"{key:>22}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handlers = {"train": cmd_train, "evaluate": cmd_evaluate,
+                    "plan": lambda a: cmd_evaluate(a, with_latency=True), "bench": cmd_bench}
+        result = handlers[args.command](args)
+    except MbiapoError as e:
+        print(f"mbiapo: error: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    else:
+        _print_human(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

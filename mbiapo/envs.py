@@ -1,0 +1,30 @@
+"""Gymnasium environments, with actions rescaled to [-1, 1] (the tanh-Gaussian's range)."""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import RescaleAction
+
+from mbiapo.errors import MbiapoError
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+    """A flat-Box-observation, Box-action env whose actions lie in [-1, 1]."""
+    try:
+        env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    except gym.error.Error as e:
+        raise MbiapoError(f"cannot make environment '{env_id}': {e}") from None
+    except ImportError as e:
+        raise MbiapoError(f"environment '{env_id}' needs a missing package: {e}") from None
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(act_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box) \
+            or len(obs_space.shape) != 1 or len(act_space.shape) != 1:
+        env.close()
+        raise MbiapoError(f"'{env_id}' needs flat Box observations and actions; "
+                          f"it has {obs_space} and {act_space}")
+    ones = np.ones(act_space.shape, np.float32)
+    return RescaleAction(env, -ones, ones)
+
+
+def env_dims(env: gym.Env) -> tuple[int, int]:
+    """(observation size, action size)."""
+    return env.observation_space.shape[0], env.action_space.shape[0]

@@ -1,0 +1,108 @@
+"""Replay buffer: preallocated numpy arrays, saved as a D4RL-layout HDF5 file.
+
+Transitions are stored with their own next observation, so terminal observations are real
+(never zeros) and episode boundaries need no bookkeeping. ``terminals`` marks true
+terminations (bootstrapping stops); ``timeouts`` marks truncations (it does not).
+"""
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from mbiapo.errors import MbiapoError
+
+FORMAT_VERSION = 1
+FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+class ReplayBuffer:
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int):
+        self.capacity = capacity
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.data = {
+            "observations": np.zeros((capacity, obs_dim), np.float32),
+            "actions": np.zeros((capacity, act_dim), np.float32),
+            "rewards": np.zeros(capacity, np.float32),
+            "next_observations": np.zeros((capacity, obs_dim), np.float32),
+            "terminals": np.zeros(capacity, bool),
+            "timeouts": np.zeros(capacity, bool),
+        }
+        self.ptr = 0  # next write position
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
+        i = self.ptr
+        d = self.data
+        d["observations"][i] = obs
+        d["actions"][i] = action
+        d["rewards"][i] = reward
+        d["next_observations"][i] = next_obs
+        d["terminals"][i] = terminated
+        d["timeouts"][i] = truncated
+        self.ptr = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Uniform batch: obs (B, S), act (B, A), rew (B,), next_obs (B, S), done (B,) float."""
+        idx = rng.integers(0, self.size, batch_size)
+        d = self.data
+        batch = {
+            "obs": d["observations"][idx], "act": d["actions"][idx],
+            "rew": d["rewards"][idx], "next_obs": d["next_observations"][idx],
+            "done": d["terminals"][idx].astype(np.float32),
+        }
+        return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+    def chronological(self, name: str) -> np.ndarray:
+        """One field in insertion order (oldest first): (size, ...)."""
+        arr = self.data[name]
+        if self.size < self.capacity:
+            return arr[: self.size]
+        return np.concatenate([arr[self.ptr:], arr[: self.ptr]])
+
+    def save(self, path: str | Path, metadata: dict[str, str | int | float]) -> None:
+        """Atomic write of the D4RL layout plus ``metadata/*`` (env id, format version...)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with h5py.File(tmp, "w") as f:
+            for name in FIELDS:
+                f.create_dataset(name, data=self.chronological(name))
+            meta = f.create_group("metadata")
+            meta["format_version"] = FORMAT_VERSION
+            meta["capacity"] = self.capacity
+            meta["ring_position"] = self.ptr
+            for key, value in metadata.items():
+                meta[key] = value
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, capacity: int | None = None) -> "ReplayBuffer":
+        """Inverse of ``save``: same arrays at the same ring positions."""
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [n for n in FIELDS if n not in f]
+                if missing:
+                    raise MbiapoError(f"{path}: not a replay file, missing {', '.join(missing)}")
+                n, obs_dim = f["observations"].shape
+                act_dim = f["actions"].shape[1]
+                meta = f.get("metadata", {})
+                saved_capacity = int(meta["capacity"][()]) if "capacity" in meta else n
+                buf = cls(obs_dim, act_dim, max(capacity or saved_capacity, n))
+                full = n == buf.capacity
+                ptr = int(meta["ring_position"][()]) % buf.capacity if full else n
+                for name in FIELDS:
+                    values = f[name][()]
+                    if len(values) != n:
+                        raise MbiapoError(f"{path}: '{name}' has {len(values)} rows, expected {n}")
+                    buf.data[name][:n] = np.roll(values, ptr, axis=0) if full else values
+        except OSError as e:
+            raise MbiapoError(f"{path}: cannot read replay data ({e})") from None
+        buf.size, buf.ptr = n, ptr % buf.capacity
+        return buf

@@ -1,0 +1,17 @@
+"""Value estimators: Q-hat(s, a) for batches of states and sampled actions."""
+
+from torch import Tensor
+
+from mbiapo.models.q_ensemble import QEnsemble, pessimistic
+
+
+class ModelFreeValue:
+    """Pessimistic ensemble estimate ``mean_i Q_i - beta std_i Q_i``."""
+
+    def __init__(self, q: QEnsemble):
+        self.q_net = q
+
+    def __call__(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
+        """obs (B, S), actions (B, N, A) -> (B, N)."""
+        obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
+        return pessimistic(self.q_net(obs, actions), beta)

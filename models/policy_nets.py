@@ -1,0 +1,62 @@
+"""Amortized policy networks: direct f(s) and iterative f(s, lambda, grad_lambda J)."""
+
+import torch
+from torch import Tensor, nn
+
+from mbiapo.models.mlp import mlp
+from mbiapo.models.tanh_gaussian import soft_clamp_log_std
+
+
+class DirectPolicyNet(nn.Module):
+    """SAC's actor: obs (B, S) -> mu (B, A), log_std (B, A)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, layers)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        return mu, soft_clamp_log_std(log_std)
+
+
+class IterativeAmortizerNet(nn.Module):
+    """Learned optimizer step: ``lambda <- omega * lambda + (1 - omega) * delta``.
+
+    Inputs: obs (B, S) and mu, log_std, dJ/dmu, dJ/dlog_std (each (B, A), detached). Each of
+    the four lambda/gradient blocks is layer-normalized on its own (skipped when A = 1, where
+    normalizing a single number would erase it). Update and gate heads start at zero, so the
+    first step mixes ``lambda`` and ``delta`` exactly half and half.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.act_dim = act_dim
+        self.block_norms = nn.ModuleList(
+            [nn.LayerNorm(act_dim) if act_dim > 1 else nn.Identity() for _ in range(4)]
+        )
+        self.trunk = nn.Sequential(mlp(obs_dim + 4 * act_dim, hidden, hidden, layers - 1),
+                                   nn.ReLU())
+        self.update_head = nn.Linear(hidden, 2 * act_dim)
+        self.gate_head = nn.Linear(hidden, 2 * act_dim)
+        for head in (self.update_head, self.gate_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def step_terms(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
+                   grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
+        """Update ``delta`` and gate ``omega``, each (B, 2A) ordered as (mu, log_std)."""
+        blocks = [norm(x.detach()) for norm, x in
+                  zip(self.block_norms, (mu, log_std, grad_mu, grad_log_std))]
+        h = self.trunk(torch.cat([obs, *blocks], dim=-1))
+        delta = self.update_head(h)
+        delta = torch.cat([delta[:, : self.act_dim],
+                           soft_clamp_log_std(delta[:, self.act_dim:])], dim=-1)
+        return delta, torch.sigmoid(self.gate_head(h))
+
+    def forward(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
+                grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimizer step; returns the new (mu, log_std), each (B, A)."""
+        delta, gate = self.step_terms(obs, mu, log_std, grad_mu, grad_log_std)
+        lam = torch.cat([mu, log_std], dim=-1)
+        lam = gate * lam + (1.0 - gate) * delta
+        return lam[:, : self.act_dim], lam[:, self.act_dim:]

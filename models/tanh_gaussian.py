@@ -1,0 +1,74 @@
+"""Tanh-transformed diagonal Gaussian, the action distribution every planner searches over.
+
+``u ~ N(mu, sigma^2)``, ``a = tanh(u)``. Log-densities use the stable identity
+``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+LOG_STD_MIN = -10.0
+LOG_STD_MAX = 2.0
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_LOG2 = math.log(2.0)
+
+
+def soft_clamp_log_std(x: Tensor) -> Tensor:
+    """Smoothly bound log sigma to [LOG_STD_MIN, LOG_STD_MAX]; close to identity inside."""
+    x = LOG_STD_MAX - F.softplus(LOG_STD_MAX - x)
+    return LOG_STD_MIN + F.softplus(x - LOG_STD_MIN)
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """``sum_i log(1 - tanh(u_i)^2)``: (..., A) -> (...)."""
+    return (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+class TanhGaussian:
+    """Distribution with parameters ``mu, log_std`` of shape (B, A)."""
+
+    def __init__(self, mu: Tensor, log_std: Tensor):
+        self.mu = mu
+        self.log_std = log_std
+
+    @property
+    def mode(self) -> Tensor:
+        """Deterministic action ``tanh(mu)``: (B, A)."""
+        return torch.tanh(self.mu)
+
+    def rsample(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n)."""
+        eps = torch.randn(
+            self.mu.shape[0], n, self.mu.shape[1], device=self.mu.device, dtype=self.mu.dtype
+        )
+        std = self.log_std.exp().unsqueeze(1)
+        u = self.mu.unsqueeze(1) + std * eps
+        log_prob = (
+            -0.5 * eps.pow(2).sum(-1)
+            - self.log_std.sum(-1, keepdim=True)
+            - self.mu.shape[1] * _HALF_LOG_2PI
+            - tanh_log_det(u)
+        )
+        return torch.tanh(u), u, log_prob
+
+    def log_prob_pre_tanh(self, u: Tensor) -> Tensor:
+        """log pi(tanh(u)) for pre-tanh values u of shape (B, N, A) -> (B, N)."""
+        z = (u - self.mu.unsqueeze(1)) * torch.exp(-self.log_std).unsqueeze(1)
+        return (
+            -0.5 * z.pow(2).sum(-1)
+            - self.log_std.sum(-1, keepdim=True)
+            - self.mu.shape[1] * _HALF_LOG_2PI
+            - tanh_log_det(u)
+        )
+
+    def log_prob(self, a: Tensor, eps: float = 1e-6) -> Tensor:
+        """log pi(a) for actions a in (-1, 1) of shape (B, N, A) -> (B, N)."""
+        return self.log_prob_pre_tanh(torch.atanh(a.clamp(-1 + eps, 1 - eps)))
+
+
+def kl_to_uniform(log_prob: Tensor, act_dim: int) -> Tensor:
+    """Monte Carlo KL(pi || U(-1,1)^A) from samples' log pi: (B, N) -> (B,)."""
+    return log_prob.mean(-1) + act_dim * _LOG2

@@ -1,0 +1,36 @@
+"""Gradient ascent on lambda with ``torch.optim.Adam`` (a non-amortized baseline)."""
+
+import torch
+from torch import Tensor
+
+from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN
+from mbiapo.planners.base import Clock, Objective, Plan, initial_params, value_and_grad
+
+
+class AdamPlanner:
+    """Adam on (mu, log_std) per state; Adam is element-wise, so a batch is B independent runs."""
+
+    trainable = False
+
+    def __init__(self, act_dim: int, iters: int = 100, lr: float = 0.01):
+        self.act_dim = act_dim
+        self.iters = iters
+        self.lr = lr
+
+    def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+        iters = self.iters if iters is None else iters
+        clock = Clock(obs.device)
+        mu, log_std = initial_params(obs, self.act_dim, init)
+        optimizer = torch.optim.Adam((mu, log_std), lr=self.lr, maximize=True)
+        plan = Plan(mu, log_std)
+        _, grads = value_and_grad(objective, mu, log_std)
+        for k in range(iters):
+            mu.grad, log_std.grad = grads
+            optimizer.step()
+            log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
+            if k + 1 < iters or record:
+                value, grads = value_and_grad(objective, mu, log_std, grad=k + 1 < iters)
+                plan.values.append(value)
+                plan.seconds.append(clock())
+        return plan

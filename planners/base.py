@@ -1,0 +1,107 @@
+"""The planner contract.
+
+A planner receives an ``Objective`` for a batch of B states and returns the distribution
+parameters it found plus a trace. It knows nothing about environments, replay buffers or
+checkpoints. Gradient-based planners differentiate the objective w.r.t. lambda only.
+
+Training: called with gradients enabled, a trainable planner also returns
+``Plan.surrogate``, a scalar whose gradient w.r.t. the planner's parameters equals that of
+``mean_k mean_b J(lambda_k)``. It is ``mean <dJ/dlambda_k, lambda_k>`` with the gradients
+taken from the evaluations that also feed the next iteration, so training backpropagates
+through the planner network only, never through the value estimate a second time.
+``Plan.values`` are always detached.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+class Objective(Protocol):
+    """J(s, lambda) for a fixed batch of B states.
+
+    ``__call__(mu (B, A), log_std (B, A)) -> J (B,)``, differentiable w.r.t. mu and log_std.
+    ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
+    """
+
+    alpha: float
+    act_dim: int
+
+    def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor: ...
+
+    def q(self, actions: Tensor) -> Tensor: ...
+
+
+@dataclass
+class Plan:
+    """Result of planning for B states.
+
+    mu, log_std: (B, A). ``values[k]`` is J (B,) after iteration k+1 and ``seconds[k]`` the
+    wall-clock since the start of planning at that point (empty when ``record=False`` and
+    the planner had no reason to evaluate J).
+    """
+
+    mu: Tensor
+    log_std: Tensor
+    values: list[Tensor] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    surrogate: Tensor | None = None
+
+    def trace(self) -> Tensor:
+        """J after each iteration: (K, B)."""
+        return torch.stack(self.values)
+
+
+class Planner(Protocol):
+    """``plan(objective, obs (B, S), iters, init=(mu, log_std) or None, record) -> Plan``."""
+
+    trainable: bool
+    iters: int
+
+    def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan: ...
+
+
+def initial_params(obs: Tensor, act_dim: int,
+                   init: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+    """The common start mu = 0, sigma = 1 (or a given ``init``), each (B, A)."""
+    if init is not None:
+        return init[0].detach().clone(), init[1].detach().clone()
+    zeros = obs.new_zeros(obs.shape[0], act_dim)
+    return zeros, zeros.clone()
+
+
+def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor,
+                   grad: bool = True) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """J (B,) and (dJ/dmu, dJ/dlog_std), each (B, A), at a detached copy of lambda; all
+    returned tensors are detached. ``grad=False`` only evaluates J."""
+    with torch.set_grad_enabled(grad):
+        mu = mu.detach().requires_grad_(grad)
+        log_std = log_std.detach().requires_grad_(grad)
+        value = objective(mu, log_std)
+        if not grad:
+            return value, None
+        grads = torch.autograd.grad(value.sum(), (mu, log_std))
+    return value.detach(), grads
+
+
+def surrogate_term(grads: tuple[Tensor, Tensor], mu: Tensor, log_std: Tensor) -> Tensor:
+    """<dJ/dlambda, lambda> summed over the batch: its gradient through lambda's graph is
+    that of sum_b J."""
+    return (grads[0] * mu).sum() + (grads[1] * log_std).sum()
+
+
+class Clock:
+    """Wall-clock since construction; synchronizes CUDA so GPU timings are honest."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - self.start

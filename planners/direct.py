@@ -1,0 +1,31 @@
+"""Direct amortization (SAC's actor): lambda = f_phi(s) in one forward pass."""
+
+import torch
+from torch import Tensor, nn
+
+from mbiapo.models.policy_nets import DirectPolicyNet
+from mbiapo.planners.base import Clock, Objective, Plan, surrogate_term, value_and_grad
+
+
+class DirectPlanner(nn.Module):
+    trainable = True
+    iters = 1
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.net = DirectPolicyNet(obs_dim, act_dim, hidden, layers)
+
+    def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+        """``iters`` and ``init`` are ignored: a direct planner has a single step."""
+        training = torch.is_grad_enabled()
+        clock = Clock(obs.device)
+        mu, log_std = self.net(obs)
+        plan = Plan(mu, log_std)
+        if record or training:
+            value, grads = value_and_grad(objective, mu, log_std, grad=training)
+            plan.values.append(value)
+            plan.seconds.append(clock())
+            if training:
+                plan.surrogate = surrogate_term(grads, mu, log_std) / obs.shape[0]
+        return plan

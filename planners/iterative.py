@@ -1,0 +1,51 @@
+"""Iterative amortized policy optimization (Marino et al., 2021): a learned optimizer
+``lambda <- omega * lambda + (1 - omega) * delta`` fed the objective's gradient."""
+
+import torch
+from torch import Tensor, nn
+
+from mbiapo.models.policy_nets import IterativeAmortizerNet
+from mbiapo.planners.base import (
+    Clock,
+    Objective,
+    Plan,
+    initial_params,
+    surrogate_term,
+    value_and_grad,
+)
+
+
+class IterativePlanner(nn.Module):
+    trainable = True
+
+    def __init__(self, obs_dim: int, act_dim: int, iters: int = 5, hidden: int = 256,
+                 layers: int = 2):
+        super().__init__()
+        self.act_dim = act_dim
+        self.iters = iters
+        self.net = IterativeAmortizerNet(obs_dim, act_dim, hidden, layers)
+
+    def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+        """K iterations from mu = 0, sigma = 1 (or ``init``). Each J(lambda_k) is evaluated
+        once; its gradient feeds step k+1 and, when training, the surrogate loss."""
+        training = torch.is_grad_enabled()
+        iters = self.iters if iters is None else iters
+        clock = Clock(obs.device)
+        mu, log_std = initial_params(obs, self.act_dim, init)
+        plan = Plan(mu, log_std)
+        _, grads = value_and_grad(objective, mu, log_std)
+        surrogate = obs.new_zeros(())
+        for k in range(iters):
+            mu, log_std = self.net(obs, mu, log_std, *grads)
+            if k + 1 < iters or record or training:
+                value, grads = value_and_grad(objective, mu, log_std,
+                                              grad=k + 1 < iters or training)
+                plan.values.append(value)
+                plan.seconds.append(clock())
+                if training:
+                    surrogate = surrogate + surrogate_term(grads, mu, log_std)
+        plan.mu, plan.log_std = mu, log_std
+        if training:
+            plan.surrogate = surrogate / (iters * obs.shape[0])
+        return plan

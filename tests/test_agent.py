@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from mbiapo.agent import Agent
+from mbiapo.errors import MbiapoError
+from mbiapo.replay import ReplayBuffer
+
+
+def _bandit_buffer(rng, n=2000, best=0.5):
+    """One-step task: reward -4 (a - best)^2, every transition terminal."""
+    buf = ReplayBuffer(obs_dim=2, act_dim=1, capacity=n)
+    for _ in range(n):
+        obs = rng.standard_normal(2).astype(np.float32)
+        a = rng.uniform(-1, 1, 1).astype(np.float32)
+        buf.add(obs, a, -4.0 * (a[0] - best) ** 2, obs, True, False)
+    return buf
+
+
+@pytest.mark.parametrize("planner", ["direct", "iterative"])
+def test_agent_learns_the_best_action_of_a_bandit(tiny_cfg, planner):
+    cfg = tiny_cfg(planner, **{"train.lr": 3e-3, "train.batch_size": 64})
+    agent = Agent(cfg, obs_dim=2, act_dim=1)
+    rng = np.random.default_rng(0)
+    buf = _bandit_buffer(rng)
+    for _ in range(300):
+        metrics = agent.update(buf.sample(64, rng))
+    obs = rng.standard_normal((16, 2)).astype(np.float32)
+    actions = agent.act(obs, deterministic=True)
+    assert actions.shape == (16, 1)
+    assert np.abs(actions - 0.5).max() < 0.15, actions.ravel()
+    assert metrics["q_loss"] < 0.5
+    # temperature adapts: the entropy of a 1-D action is pushed towards -1
+    assert metrics["alpha"] < 1.0
+
+
+def test_critic_target_stops_bootstrapping_at_terminations_only(tiny_cfg):
+    cfg = tiny_cfg("direct", **{"value.beta_train": 1.0, "train.init_alpha": 1e-9})
+    agent = Agent(cfg, obs_dim=2, act_dim=1)
+    for w, _ in agent.q_target.layers():
+        torch.nn.init.zeros_(w)
+    torch.nn.init.constant_(agent.q_target.layers()[-1][1], 7.0)  # Q_targ == 7 everywhere
+    batch = {"obs": torch.zeros(4, 2), "act": torch.zeros(4, 1), "rew": torch.full((4,), 2.0),
+             "next_obs": torch.zeros(4, 2), "done": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+    y = agent.critic_target(batch)
+    # y = r (terminal) or r + gamma (Q_targ - alpha log pi) with alpha ~ 0
+    torch.testing.assert_close(y, torch.tensor([2.0, 2.0 + 0.99 * 7.0, 2.0, 2.0 + 0.99 * 7.0]))
+
+
+def test_untrained_planner_names_are_clear(tiny_cfg):
+    agent = Agent(tiny_cfg("direct"), obs_dim=2, act_dim=1)
+    assert agent.planner_named("cem").trainable is False
+    assert agent.planner_named(None) is agent.planner
+    with pytest.raises(MbiapoError, match="no trained 'iterative' planner"):
+        agent.planner_named("iterative")
+
+
+@pytest.mark.parametrize("planner", ["adam", "cem"])
+def test_agents_can_act_and_update_with_untrained_planners(tiny_cfg, planner):
+    agent = Agent(tiny_cfg(planner, **{"planner.iters": 3}), obs_dim=2, act_dim=1)
+    rng = np.random.default_rng(0)
+    metrics = agent.update(_bandit_buffer(rng, 100).sample(8, rng))
+    assert np.isfinite(metrics["q_loss"].item())
+    assert agent.act(np.zeros(2, np.float32)).shape == (1,)

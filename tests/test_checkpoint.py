@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from mbiapo.checkpoint import load_agent, read_checkpoint, save_checkpoint
+from mbiapo.errors import MbiapoError
+from mbiapo.replay import ReplayBuffer
+from mbiapo.train import Trainer, start_run
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("planner", ["direct", "iterative"])
+def test_checkpoint_round_trip_is_exact(tmp_path, tiny_cfg, planner):
+    trainer = start_run(tiny_cfg(planner, **{"train.steps": 120}), tmp_path / "run")
+    trainer.run()
+    agent, payload = load_agent(tmp_path / "run" / "checkpoint.pt")
+    assert payload["step"] == 120 and payload["env_id"] == "InvertedPendulum-v5"
+    assert _states_equal(agent.state_dict(), trainer.agent.state_dict())
+    for name, opt in (("q", agent.q_opt), ("policy", agent.policy_opt)):
+        saved = trainer.agent.optimizer_state()[name]["state"]
+        assert all(_states_equal(saved[i], opt.state_dict()["state"][i]) for i in saved)
+    obs = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    torch.manual_seed(3)
+    before = trainer.agent.act(obs, deterministic=True)
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True), before)
+
+
+def test_resume_continues_from_the_same_step_with_the_same_buffer(tmp_path, tiny_cfg):
+    out = tmp_path / "run"
+    first = start_run(tiny_cfg("direct", **{"train.steps": 150}), out)
+    first.run()
+    saved_rng = first.rng.bit_generator.state
+    resumed = Trainer.resume(out, steps=260)
+    assert (resumed.step, resumed.episodes, resumed.updates) == (
+        first.step, first.episodes, first.updates)
+    assert resumed.rng.bit_generator.state == saved_rng
+    for name in ("observations", "actions", "rewards", "next_observations", "terminals"):
+        np.testing.assert_array_equal(resumed.buffer.chronological(name),
+                                      first.buffer.chronological(name))
+    assert len(resumed.buffer) == 150 and resumed.buffer.ptr == 150  # grown for 260 steps
+    resumed.run()
+    assert resumed.step == 260 and len(resumed.buffer) == 260
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == [
+        "100", "150", "200", "260"]
+
+
+def test_replay_ring_buffer_round_trip_keeps_positions(tmp_path):
+    buf = ReplayBuffer(obs_dim=2, act_dim=1, capacity=5)
+    for i in range(8):  # wraps around: holds steps 3..7, next write at position 3
+        buf.add([i, i], [i / 10], i, [i + 1, i + 1], i == 7, False)
+    buf.save(tmp_path / "r.h5", {"env_id": "X"})
+    loaded = ReplayBuffer.load(tmp_path / "r.h5")
+    assert loaded.ptr == buf.ptr == 3 and len(loaded) == 5
+    for name, arr in buf.data.items():
+        np.testing.assert_array_equal(loaded.data[name], arr)
+    np.testing.assert_array_equal(loaded.chronological("rewards"), [3, 4, 5, 6, 7])
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(MbiapoError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(MbiapoError, match="not a readable mbiapo checkpoint"):
+        read_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(MbiapoError, match="not an mbiapo checkpoint"):
+        read_checkpoint(foreign)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, tiny_cfg):
+    from mbiapo.agent import Agent
+
+    agent = Agent(tiny_cfg(), 4, 1)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, agent, {"step": 1})
+    assert path.exists() and not (tmp_path / "c.pt.tmp").exists()

@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+
+from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner
+from tests.synthetic import HiddenTargets, quadratic_objective
+
+
+def _targets(b=16, a=3):
+    return torch.rand(b, a) * 1.4 - 0.7
+
+
+@pytest.mark.parametrize("planner", [AdamPlanner(act_dim=3, iters=2000, lr=0.01),
+                                     CEMPlanner(act_dim=3, iters=40)])
+def test_untrained_planners_reach_the_known_optimum(planner):
+    target = _targets()
+    objective = quadratic_objective(target, samples=10)
+    obs = torch.zeros(16, 1)
+    plan = planner.plan(objective, obs)
+    assert plan.mu.shape == plan.log_std.shape == (16, 3)
+    assert len(plan.values) == len(plan.seconds) == planner.iters
+    assert (torch.tanh(plan.mu) - target).abs().max() < 0.05
+    # J reaches the best value on a grid of sigmas around mu* = atanh(target)
+    exact = quadratic_objective(target, samples=4000)
+    mu_star = torch.atanh(target)
+    best = max(exact(mu_star, torch.full_like(mu_star, s)).mean().item()
+               for s in torch.arange(-6.0, -1.0, 0.25).tolist())
+    start = exact(torch.zeros(16, 3), torch.zeros(16, 3)).mean().item()
+    final = exact(plan.mu, plan.log_std).mean().item()
+    assert start < best - 10 and final > best - 0.05, (start, final, best)
+    assert all(b >= a for a, b in zip(plan.seconds, plan.seconds[1:]))
+
+
+def test_cem_refits_in_pre_tanh_space_so_it_reaches_large_actions():
+    target = torch.full((4, 2), 0.95)  # tanh(u) = 0.95 needs u = 1.83
+    plan = CEMPlanner(act_dim=2, iters=40).plan(quadratic_objective(target), torch.zeros(4, 1))
+    assert (torch.tanh(plan.mu) > 0.9).all()
+
+
+def test_record_false_skips_trace_when_acting():
+    objective = quadratic_objective(_targets(2, 3))
+    obs = torch.zeros(2, 1)
+    with torch.no_grad():
+        assert CEMPlanner(3, iters=3).plan(objective, obs, record=False).values == []
+        assert DirectPlanner(1, 3).plan(objective, obs, record=False).values == []
+        plan = IterativePlanner(1, 3, iters=4).plan(objective, obs, record=False)
+    assert len(plan.values) == 3 and not plan.mu.requires_grad
+
+
+def test_adam_planner_starts_from_init():
+    target = _targets(4, 2)
+    mu0 = torch.atanh(target)
+    plan = AdamPlanner(2, iters=1, lr=1e-6).plan(quadratic_objective(target), torch.zeros(4, 1),
+                                                 init=(mu0, torch.full_like(mu0, -3.0)))
+    torch.testing.assert_close(plan.mu, mu0, atol=1e-4, rtol=0)
+
+
+def _train_iterative(planner, family, steps=300):
+    opt = torch.optim.Adam(planner.parameters(), lr=1e-3)
+    for _ in range(steps):
+        obs, objective = family.sample(32, samples=4)
+        plan = planner.plan(objective, obs)
+        opt.zero_grad()
+        (-plan.surrogate).backward()
+        opt.step()
+
+
+def test_iterative_planner_keeps_improving_beyond_its_training_iterations():
+    torch.manual_seed(0)
+    family = HiddenTargets(act_dim=2)
+    planner = IterativePlanner(obs_dim=3, act_dim=2, iters=5, hidden=64)
+    _train_iterative(planner, family)
+    obs, objective = family.sample(512, samples=50)
+    with torch.no_grad():
+        trace = planner.plan(objective, obs, iters=20).trace().mean(1)
+    assert trace[4] > trace[0] + 0.5, trace  # it learned to optimize within 5 steps
+    assert trace[19] > trace[4], trace  # and keeps improving past them
+    assert trace[10:].diff().min() > -0.05, trace  # stably
+
+
+def _reference_iterative_gradient(planner, objective, obs, iters):
+    """Gradient of mean_k J(lambda_k) by plain backprop through the objective."""
+    mu = torch.zeros(obs.shape[0], 2, requires_grad=True)
+    log_std = torch.zeros(obs.shape[0], 2, requires_grad=True)
+    value, values = objective(mu, log_std), []
+    for _ in range(iters):
+        grads = torch.autograd.grad(value.sum(), (mu, log_std), retain_graph=True)
+        mu, log_std = planner.net(obs, mu, log_std, *grads)
+        value = objective(mu, log_std)
+        values.append(value)
+    return torch.autograd.grad(torch.stack(values).mean(), list(planner.parameters()))
+
+
+def test_surrogate_gradient_equals_backprop_through_the_objective():
+    family = HiddenTargets(act_dim=2)
+    obs, objective = family.sample(8, samples=3)
+    planner = IterativePlanner(3, 2, iters=3, hidden=16)
+    for p in planner.parameters():  # leave the zero-init point so every path is exercised
+        torch.nn.init.normal_(p, std=0.3)
+    torch.manual_seed(5)
+    plan = planner.plan(objective, obs)
+    fast = torch.autograd.grad(plan.surrogate, list(planner.parameters()))
+    torch.manual_seed(5)
+    reference = _reference_iterative_gradient(planner, objective, obs, iters=3)
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not any(v.requires_grad for v in plan.values)
+    with torch.no_grad():
+        plan = planner.plan(objective, obs)
+    assert plan.surrogate is None and not plan.mu.requires_grad
+
+
+def test_direct_planner_value_is_the_objective_at_its_output():
+    family = HiddenTargets(act_dim=2)
+    obs, objective = family.sample(4)
+    planner = DirectPlanner(3, 2, hidden=16)
+    torch.manual_seed(1)
+    plan = planner.plan(objective, obs)
+    torch.manual_seed(1)
+    mu, log_std = planner.net(obs)
+    value = objective(mu, log_std)
+    torch.testing.assert_close(plan.values[0], value.detach())
+    params = list(planner.parameters())
+    for a, b in zip(torch.autograd.grad(plan.surrogate, params),
+                    torch.autograd.grad(value.mean(), params)):
+        torch.testing.assert_close(a, b)
+    assert math.isfinite(plan.seconds[0])

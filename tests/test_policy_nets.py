@@ -1,0 +1,36 @@
+import torch
+
+from mbiapo.models.policy_nets import DirectPolicyNet, IterativeAmortizerNet
+
+
+def test_zero_initialised_gates_mix_lambda_and_delta_half_and_half():
+    net = IterativeAmortizerNet(obs_dim=4, act_dim=3, hidden=16)
+    obs, mu, log_std = torch.randn(5, 4), torch.randn(5, 3), torch.randn(5, 3)
+    grads = torch.randn(5, 3), torch.randn(5, 3)
+    delta, gate = net.step_terms(obs, mu, log_std, *grads)
+    assert torch.equal(gate, torch.full_like(gate, 0.5))
+    new_mu, new_log_std = net(obs, mu, log_std, *grads)
+    torch.testing.assert_close(new_mu, 0.5 * mu + 0.5 * delta[:, :3])
+    torch.testing.assert_close(new_log_std, 0.5 * log_std + 0.5 * delta[:, 3:])
+    # zero update head: delta_mu = 0 exactly, so mu is halved
+    torch.testing.assert_close(new_mu, 0.5 * mu)
+
+
+def test_inputs_are_normalised_per_block_except_for_one_action_dimension():
+    net = IterativeAmortizerNet(obs_dim=2, act_dim=3, hidden=8)
+    assert all(isinstance(n, torch.nn.LayerNorm) for n in net.block_norms)
+    net1 = IterativeAmortizerNet(obs_dim=2, act_dim=1, hidden=8)
+    assert all(isinstance(n, torch.nn.Identity) for n in net1.block_norms)
+    # per-block normalisation: scaling one gradient block does not change the output
+    torch.nn.init.normal_(net.update_head.weight)
+    obs, mu, log_std, g1, g2 = (torch.randn(4, k) for k in (2, 3, 3, 3, 3))
+    out = net(obs, mu, log_std, g1, g2)
+    out_scaled = net(obs, mu, log_std, 1000 * g1, g2)
+    torch.testing.assert_close(out, out_scaled, atol=1e-4, rtol=1e-4)
+
+
+def test_direct_net_shapes_and_log_std_bounds():
+    net = DirectPolicyNet(4, 2, hidden=16)
+    mu, log_std = net(100 * torch.randn(8, 4))
+    assert mu.shape == log_std.shape == (8, 2)
+    assert log_std.min() >= -10 and log_std.max() <= 2

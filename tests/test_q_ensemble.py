@@ -1,0 +1,37 @@
+import torch
+
+from mbiapo.models.q_ensemble import QEnsemble, pessimistic
+
+
+def test_batched_ensemble_equals_each_member_as_a_plain_mlp():
+    q = QEnsemble(obs_dim=3, act_dim=2, members=3, hidden=8, layers=2)
+    obs, act = torch.randn(4, 5, 3), torch.randn(4, 5, 2)
+    out = q(obs, act)
+    assert out.shape == (3, 4, 5)
+    x = torch.cat([obs, act], -1)
+    for i in range(3):
+        h = x
+        for layer, (w, b) in enumerate(q.layers()):
+            h = h @ w[i] + b[i, 0]
+            if layer < q.n_layers - 1:
+                h = torch.relu(h)
+        torch.testing.assert_close(out[i], h.squeeze(-1))
+
+
+def test_members_are_initialised_differently():
+    q = QEnsemble(3, 2, members=2, hidden=8)
+    assert not torch.equal(q.w0[0], q.w0[1])
+
+
+def test_pessimism_with_beta_one_and_two_members_is_the_minimum():
+    values = torch.randn(2, 100)
+    torch.testing.assert_close(pessimistic(values, 1.0), values.min(0).values)
+    # beta = 0 is the mean; larger beta is more pessimistic
+    torch.testing.assert_close(pessimistic(values, 0.0), values.mean(0))
+    assert (pessimistic(values, 2.5) <= pessimistic(values, 1.0)).all()
+
+
+def test_pessimism_hand_computed_three_members():
+    values = torch.tensor([[1.0], [2.0], [6.0]])  # mean 3, population std sqrt(14/3)
+    expected = 3.0 - 1.5 * (14.0 / 3.0) ** 0.5
+    torch.testing.assert_close(pessimistic(values, 1.5), torch.tensor([expected]))
