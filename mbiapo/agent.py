@@ -65,7 +65,8 @@ class Agent(nn.Module):
     def objective(self, obs: Tensor, beta: float, samples: int) -> SoftObjective:
         """J(s, .) for the states obs (B, S) under the pessimistic model-free value."""
         return SoftObjective(lambda actions: self.value(obs, actions, beta), self.alpha,
-                             self.act_dim, samples)
+                             self.act_dim, samples,
+                             lambda actions: self.value.value_and_grad(obs, actions, beta))
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""

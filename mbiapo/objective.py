@@ -1,26 +1,58 @@
 """The planning objective J(s, lambda) = E_pi[Q(s, a)] - alpha KL(pi_lambda || U(-1,1))."""
 
+import math
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_to_uniform
+
+QAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 class SoftObjective:
     """J for a fixed batch of B states, estimated with ``n_samples`` reparameterized samples.
 
     ``q(actions (B, N, A)) -> (B, N)`` is the value estimate with the states bound in.
+    ``q_and_grad(actions) -> (Q (B, N), dQ/da (B, N, A))``, when given, lets
+    ``value_and_grad`` skip autograd (the model-free estimator provides it).
     """
 
     def __init__(self, q: Callable[[Tensor], Tensor], alpha: float, act_dim: int,
-                 n_samples: int = 10):
+                 n_samples: int = 10, q_and_grad: QAndGrad | None = None):
         self.q = q
         self.alpha = alpha
         self.act_dim = act_dim
         self.n_samples = n_samples
+        self.q_and_grad = q_and_grad
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor:
         """mu, log_std: (B, A) -> J (B,), differentiable w.r.t. both."""
         actions, _, log_prob = TanhGaussian(mu, log_std).rsample(self.n_samples)
         return self.q(actions).mean(-1) - self.alpha * kl_to_uniform(log_prob, self.act_dim)
+
+    def value_and_grad(self, mu: Tensor, log_std: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """J (B,) and (dJ/dmu, dJ/dlog_std) (B, A) for one set of samples; all detached."""
+        if self.q_and_grad is None:
+            with torch.enable_grad():
+                mu = mu.detach().requires_grad_(True)
+                log_std = log_std.detach().requires_grad_(True)
+                value = self(mu, log_std)
+                grads = torch.autograd.grad(value.sum(), (mu, log_std))
+            return value.detach(), grads
+        with torch.no_grad():
+            # u = mu + sigma eps, a = tanh(u); log pi = -eps^2/2 - log sigma - log(1 - a^2) + c
+            n = self.n_samples
+            eps = torch.randn(mu.shape[0], n, self.act_dim, device=mu.device, dtype=mu.dtype)
+            std = log_std.exp().unsqueeze(1)
+            u = mu.unsqueeze(1) + std * eps
+            actions = torch.tanh(u)
+            q, dq_da = self.q_and_grad(actions)
+            log_det = 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
+            log_prob = (-0.5 * eps.pow(2) - log_det).sum(-1) - log_std.sum(-1, keepdim=True) \
+                - 0.5 * self.act_dim * math.log(2 * math.pi)
+            value = q.mean(-1) - self.alpha * kl_to_uniform(log_prob, self.act_dim)
+            # dJ/du = (dQ/da (1 - a^2) - 2 alpha a) / n ; d log pi / d log sigma = -1 directly
+            du = (dq_da * (1.0 - actions.pow(2)) - 2.0 * self.alpha * actions) / n
+            return value, (du.sum(1), (du * std * eps).sum(1) + self.alpha)

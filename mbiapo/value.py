@@ -1,8 +1,9 @@
 """Value estimators: Q-hat(s, a) for batches of states and sampled actions."""
 
+import torch
 from torch import Tensor
 
-from mbiapo.models.q_ensemble import QEnsemble, pessimistic
+from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_weights
 
 
 class ModelFreeValue:
@@ -15,3 +16,10 @@ class ModelFreeValue:
         """obs (B, S), actions (B, N, A) -> (B, N)."""
         obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
         return pessimistic(self.q_net(obs, actions), beta)
+
+    @torch.no_grad()
+    def value_and_grad(self, obs: Tensor, actions: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+        """Q-hat (B, N) and dQ-hat/da (B, N, A), by the ensemble's hand-written VJP."""
+        obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
+        q, vjp = self.q_net.forward_vjp(obs, actions)
+        return pessimistic(q, beta), vjp(pessimistic_weights(q, beta))

@@ -2,6 +2,7 @@
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mbiapo.models.mlp import mlp
 from mbiapo.models.tanh_gaussian import soft_clamp_log_std
@@ -31,9 +32,10 @@ class IterativeAmortizerNet(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2):
         super().__init__()
         self.act_dim = act_dim
-        self.block_norms = nn.ModuleList(
-            [nn.LayerNorm(act_dim) if act_dim > 1 else nn.Identity() for _ in range(4)]
-        )
+        self.normalize = act_dim > 1
+        # per-block layer-norm affine parameters, one row per block
+        self.norm_weight = nn.Parameter(torch.ones(4, act_dim))
+        self.norm_bias = nn.Parameter(torch.zeros(4, act_dim))
         self.trunk = nn.Sequential(mlp(obs_dim + 4 * act_dim, hidden, hidden, layers - 1),
                                    nn.ReLU())
         self.update_head = nn.Linear(hidden, 2 * act_dim)
@@ -45,9 +47,10 @@ class IterativeAmortizerNet(nn.Module):
     def step_terms(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
                    grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
         """Update ``delta`` and gate ``omega``, each (B, 2A) ordered as (mu, log_std)."""
-        blocks = [norm(x.detach()) for norm, x in
-                  zip(self.block_norms, (mu, log_std, grad_mu, grad_log_std))]
-        h = self.trunk(torch.cat([obs, *blocks], dim=-1))
+        blocks = torch.stack([mu, log_std, grad_mu, grad_log_std], dim=1).detach()  # (B, 4, A)
+        if self.normalize:
+            blocks = F.layer_norm(blocks, (self.act_dim,)) * self.norm_weight + self.norm_bias
+        h = self.trunk(torch.cat([obs, blocks.flatten(1)], dim=-1))
         delta = self.update_head(h)
         delta = torch.cat([delta[:, : self.act_dim],
                            soft_clamp_log_std(delta[:, self.act_dim:])], dim=-1)

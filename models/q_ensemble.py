@@ -1,6 +1,7 @@
 """An ensemble of Q-networks evaluated as one batched computation (stacked weights)."""
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -9,8 +10,8 @@ from torch import Tensor, nn
 class QEnsemble(nn.Module):
     """E independent MLPs ``Q_i(s, a)`` with stacked weights of shape (E, in, out).
 
-    ``forward(obs (..., S), act (..., A)) -> (E, ...)``. The first layer is a single GEMM
-    for all members; later layers are one ``baddbmm`` each. Initialised like ``nn.Linear``.
+    ``forward(obs (..., S), act (..., A)) -> (E, ...)``: one ``baddbmm`` per layer for all
+    members (the width-1 output layer is a multiply-and-sum). Initialised like ``nn.Linear``.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, members: int = 2, hidden: int = 256,
@@ -35,17 +36,52 @@ class QEnsemble(nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
         (w0, b0), *hidden, (w_out, b_out) = self.layers()
-        e, d_in, h = w0.shape
-        # (M, D) @ (D, E*H) -> (E, M, H)
-        x = (x @ w0.permute(1, 0, 2).reshape(d_in, e * h)).view(-1, e, h).transpose(0, 1)
-        x = torch.relu(x + b0)
+        e = w0.shape[0]
+        x = torch.relu(torch.baddbmm(b0, x.expand(e, -1, -1), w0))  # (E, M, H)
         for w, b in hidden:
             x = torch.relu(torch.baddbmm(b, x, w))
-        # the width-1 output layer as multiply-and-sum: much faster than a batched GEMV
+        # width-1 output layer: multiply-and-sum is much faster than a batched GEMV on CPU
         x = (x * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
         return x.reshape(e, *lead)
+
+
+    @torch.no_grad()
+    def forward_vjp(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """``forward`` plus a hand-written vector-Jacobian product w.r.t. the actions.
+
+        Returns q (E, ...) and ``vjp(grad_q (E, ...)) -> grad_act (..., A)``. No autograd
+        graph is built: planners call this at every iteration, where autograd's bookkeeping
+        costs more than the arithmetic at small batches.
+        """
+        x = torch.cat([obs, act], dim=-1)
+        lead, act_dim = x.shape[:-1], act.shape[-1]
+        x = x.reshape(-1, x.shape[-1])
+        (w0, b0), *hidden, (w_out, b_out) = self.layers()
+        e = w0.shape[0]
+        h = torch.relu(torch.baddbmm(b0, x.expand(e, -1, -1), w0))
+        activations = [h]
+        for w, b in hidden:
+            h = torch.relu(torch.baddbmm(b, h, w))
+            activations.append(h)
+        q = (h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
+
+        def vjp(grad_q: Tensor) -> Tensor:
+            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, M, H)
+            for (w, _), a in zip(reversed(hidden), reversed(activations[1:])):
+                g = torch.bmm(g * (a > 0), w.transpose(1, 2))
+            g = torch.bmm(g * (activations[0] > 0), w0[:, -act_dim:].transpose(1, 2))
+            return g.sum(0).reshape(*lead, act_dim)
+
+        return q.reshape(e, *lead), vjp
 
 
 def pessimistic(q: Tensor, beta: float) -> Tensor:
     """``mean_i Q_i - beta * std_i Q_i`` over dim 0 (population std: beta=1, E=2 is the min)."""
     return q.mean(0) - beta * q.std(0, correction=0)
+
+
+def pessimistic_weights(q: Tensor, beta: float) -> Tensor:
+    """d pessimistic(q, beta) / d q_i, same shape as q (E, ...)."""
+    mean = q.mean(0, keepdim=True)
+    std = q.std(0, correction=0, keepdim=True)
+    return 1.0 / q.shape[0] - beta * (q - mean) / (q.shape[0] * std.clamp_min(1e-12))

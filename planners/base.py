@@ -24,6 +24,8 @@ class Objective(Protocol):
     """J(s, lambda) for a fixed batch of B states.
 
     ``__call__(mu (B, A), log_std (B, A)) -> J (B,)``, differentiable w.r.t. mu and log_std.
+    ``value_and_grad(mu, log_std) -> (J (B,), (dJ/dmu, dJ/dlog_std))``, detached, from one
+    set of samples (``mbiapo.objective.SoftObjective`` implements both).
     ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
     """
 
@@ -31,6 +33,9 @@ class Objective(Protocol):
     act_dim: int
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor: ...
+
+    def value_and_grad(self, mu: Tensor,
+                       log_std: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]: ...
 
     def q(self, actions: Tensor) -> Tensor: ...
 
@@ -76,16 +81,11 @@ def initial_params(obs: Tensor, act_dim: int,
 
 def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor,
                    grad: bool = True) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-    """J (B,) and (dJ/dmu, dJ/dlog_std), each (B, A), at a detached copy of lambda; all
-    returned tensors are detached. ``grad=False`` only evaluates J."""
-    with torch.set_grad_enabled(grad):
-        mu = mu.detach().requires_grad_(grad)
-        log_std = log_std.detach().requires_grad_(grad)
-        value = objective(mu, log_std)
-        if not grad:
-            return value, None
-        grads = torch.autograd.grad(value.sum(), (mu, log_std))
-    return value.detach(), grads
+    """J (B,) and, if ``grad``, (dJ/dmu, dJ/dlog_std) (B, A); all returned tensors detached."""
+    if grad:
+        return objective.value_and_grad(mu, log_std)
+    with torch.no_grad():
+        return objective(mu.detach(), log_std.detach()), None
 
 
 def surrogate_term(grads: tuple[Tensor, Tensor], mu: Tensor, log_std: Tensor) -> Tensor:

@@ -126,3 +126,23 @@ def test_direct_planner_value_is_the_objective_at_its_output():
                     torch.autograd.grad(value.mean(), params)):
         torch.testing.assert_close(a, b)
     assert math.isfinite(plan.seconds[0])
+
+
+def test_analytic_value_and_grad_matches_autograd():
+    from mbiapo.models.q_ensemble import QEnsemble
+    from mbiapo.objective import SoftObjective
+    from mbiapo.value import ModelFreeValue
+
+    value = ModelFreeValue(QEnsemble(obs_dim=3, act_dim=2, members=2, hidden=16))
+    obs = torch.randn(6, 3)
+    mu, log_std = torch.randn(6, 2), torch.randn(6, 2) * 0.5
+    objective = SoftObjective(lambda a: value(obs, a, 1.5), 0.3, 2, n_samples=4,
+                              q_and_grad=lambda a: value.value_and_grad(obs, a, 1.5))
+    reference = SoftObjective(objective.q, 0.3, 2, n_samples=4)
+    torch.manual_seed(7)
+    fast_value, fast_grads = objective.value_and_grad(mu, log_std)
+    torch.manual_seed(7)
+    ref_value, ref_grads = reference.value_and_grad(mu, log_std)
+    torch.testing.assert_close(fast_value, ref_value)
+    for a, b in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

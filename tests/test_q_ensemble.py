@@ -35,3 +35,21 @@ def test_pessimism_hand_computed_three_members():
     values = torch.tensor([[1.0], [2.0], [6.0]])  # mean 3, population std sqrt(14/3)
     expected = 3.0 - 1.5 * (14.0 / 3.0) ** 0.5
     torch.testing.assert_close(pessimistic(values, 1.5), torch.tensor([expected]))
+
+
+def test_hand_written_vjp_matches_autograd():
+    q = QEnsemble(obs_dim=3, act_dim=2, members=3, hidden=8, layers=3)
+    obs, act = torch.randn(4, 5, 3), torch.randn(4, 5, 2, requires_grad=True)
+    grad_q = torch.randn(3, 4, 5)
+    expected = torch.autograd.grad((q(obs, act) * grad_q).sum(), act)[0]
+    values, vjp = q.forward_vjp(obs, act.detach())
+    torch.testing.assert_close(values, q(obs, act).detach())
+    torch.testing.assert_close(vjp(grad_q), expected)
+
+
+def test_pessimistic_weights_are_the_gradient_of_pessimism():
+    from mbiapo.models.q_ensemble import pessimistic_weights
+
+    values = torch.randn(3, 7, requires_grad=True)
+    expected = torch.autograd.grad(pessimistic(values, 1.7).sum(), values)[0]
+    torch.testing.assert_close(pessimistic_weights(values.detach(), 1.7), expected)
