@@ -38,11 +38,10 @@ class IterativeAmortizerNet(nn.Module):
         self.norm_bias = nn.Parameter(torch.zeros(4, act_dim))
         self.trunk = nn.Sequential(mlp(obs_dim + 4 * act_dim, hidden, hidden, layers - 1),
                                    nn.ReLU())
-        self.update_head = nn.Linear(hidden, 2 * act_dim)
-        self.gate_head = nn.Linear(hidden, 2 * act_dim)
-        for head in (self.update_head, self.gate_head):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        # one zero-initialised head: delta (mu, log_std) and gate logits (mu, log_std)
+        self.head = nn.Linear(hidden, 4 * act_dim)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def step_terms(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
                    grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
@@ -50,16 +49,14 @@ class IterativeAmortizerNet(nn.Module):
         blocks = torch.stack([mu, log_std, grad_mu, grad_log_std], dim=1).detach()  # (B, 4, A)
         if self.normalize:
             blocks = F.layer_norm(blocks, (self.act_dim,)) * self.norm_weight + self.norm_bias
-        h = self.trunk(torch.cat([obs, blocks.flatten(1)], dim=-1))
-        delta = self.update_head(h)
-        delta = torch.cat([delta[:, : self.act_dim],
-                           soft_clamp_log_std(delta[:, self.act_dim:])], dim=-1)
-        return delta, torch.sigmoid(self.gate_head(h))
+        out = self.head(self.trunk(torch.cat([obs, blocks.flatten(1)], dim=-1)))
+        a = self.act_dim
+        delta = torch.cat([out[:, :a], soft_clamp_log_std(out[:, a: 2 * a])], dim=-1)
+        return delta, torch.sigmoid(out[:, 2 * a:])
 
     def forward(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
                 grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step; returns the new (mu, log_std), each (B, A)."""
         delta, gate = self.step_terms(obs, mu, log_std, grad_mu, grad_log_std)
-        lam = torch.cat([mu, log_std], dim=-1)
-        lam = gate * lam + (1.0 - gate) * delta
+        lam = torch.lerp(delta, torch.cat([mu, log_std], dim=-1), gate)  # gate*lam + (1-gate)*delta
         return lam[:, : self.act_dim], lam[:, self.act_dim:]

@@ -18,7 +18,7 @@ def test_zero_initialised_gates_mix_lambda_and_delta_half_and_half():
 
 def test_inputs_are_normalised_per_block_except_for_one_action_dimension():
     net = IterativeAmortizerNet(obs_dim=2, act_dim=3, hidden=8)
-    torch.nn.init.normal_(net.update_head.weight)
+    torch.nn.init.normal_(net.head.weight)
     obs, mu, log_std, g1, g2 = (torch.randn(4, k) for k in (2, 3, 3, 3, 3))
     out = net(obs, mu, log_std, g1, g2)
     # per-block normalisation: scaling or shifting one block alone does not change the output
@@ -28,7 +28,7 @@ def test_inputs_are_normalised_per_block_except_for_one_action_dimension():
     assert not torch.allclose(net(obs, mu, log_std, g1, -g2)[0], out[0])
     # with one action dimension there is nothing to normalise: the raw values are used
     net1 = IterativeAmortizerNet(obs_dim=2, act_dim=1, hidden=8)
-    torch.nn.init.normal_(net1.update_head.weight)
+    torch.nn.init.normal_(net1.head.weight)
     torch.nn.init.normal_(net1.trunk[0][0].weight)
     obs, mu, log_std, g1, g2 = (torch.randn(4, k) for k in (2, 1, 1, 1, 1))
     assert not torch.allclose(net1(obs, mu, log_std, 1000 * g1, g2)[0],
