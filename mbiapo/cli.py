@@ -3,6 +3,7 @@ logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2.
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_train(args) -> dict:
     from mbiapo.train import Trainer, start_run
 
@@ -73,6 +78,7 @@ def cmd_train(args) -> dict:
         explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
         cfg = compose(args.env, args.planner, args.config, [*args.overrides, *explicit])
         trainer = start_run(cfg, args.out)
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
     try:
         last = trainer.run()
     except KeyboardInterrupt:
