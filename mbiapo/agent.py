@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic
 from mbiapo.models.tanh_gaussian import TanhGaussian
@@ -76,7 +77,8 @@ class Agent(nn.Module):
             raise MbiapoError(f"this checkpoint trained a '{self.cfg.planner.name}' planner, "
                               f"so it has no trained '{name}' planner; use "
                               f"{self.cfg.planner.name}, adam or cem")
-        return build_planner(name, self.cfg.planner, self.obs_dim, self.act_dim)
+        return build_planner(name, planner_group(name, self.cfg.planner), self.obs_dim,
+                             self.act_dim)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,

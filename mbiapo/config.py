@@ -157,6 +157,14 @@ def compose(env_id: str | None = None, planner: str | None = None,
     return cfg
 
 
+def planner_group(name: str, base: DictConfig) -> DictConfig:
+    """``base`` (a planner config) with ``configs/planner/<name>.yaml``'s planner settings
+    on top: how a checkpoint builds a planner it was not trained with."""
+    _check_choice("planner", name, PLANNER_NAMES)
+    group = load_yaml(_config_file("planner", f"{name}.yaml"))
+    return _merge(base, group.get("planner", {}), f"configs/planner/{name}.yaml")
+
+
 def _check_choice(key: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise MbiapoError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")

@@ -49,7 +49,9 @@ def test_critic_target_stops_bootstrapping_at_terminations_only(tiny_cfg):
 
 def test_untrained_planner_names_are_clear(tiny_cfg):
     agent = Agent(tiny_cfg("direct"), obs_dim=2, act_dim=1)
-    assert agent.planner_named("cem").trainable is False
+    cem = agent.planner_named("cem")
+    assert cem.trainable is False and cem.iters == 100 and cem.elites == 10  # paper B.4
+    assert agent.planner_named("adam").lr == 0.01
     assert agent.planner_named(None) is agent.planner
     with pytest.raises(MbiapoError, match="no trained 'iterative' planner"):
         agent.planner_named("iterative")
