@@ -5,10 +5,13 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_to_uniform
 
 QAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
+# per action dimension: log 2 (uniform prior) - log(2 pi) / 2 (Gaussian) - 2 log 2 (tanh)
+_KL_CONST = -math.log(2.0) - 0.5 * math.log(2 * math.pi)
 
 
 class SoftObjective:
@@ -42,17 +45,17 @@ class SoftObjective:
                 grads = torch.autograd.grad(value.sum(), (mu, log_std))
             return value.detach(), grads
         with torch.no_grad():
-            # u = mu + sigma eps, a = tanh(u); log pi = -eps^2/2 - log sigma - log(1 - a^2) + c
-            n = self.n_samples
-            eps = torch.randn(mu.shape[0], n, self.act_dim, device=mu.device, dtype=mu.dtype)
+            # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 (u + softplus(-2u)):
+            # KL = -E[sum(eps^2 / 2 - 2 (u + softplus(-2u)))] - sum(log sigma) + A * _KL_CONST
+            n, a_dim = self.n_samples, self.act_dim
+            eps = torch.randn(mu.shape[0], n, a_dim, device=mu.device, dtype=mu.dtype)
             std = log_std.exp().unsqueeze(1)
             u = mu.unsqueeze(1) + std * eps
             actions = torch.tanh(u)
             q, dq_da = self.q_and_grad(actions)
-            log_det = 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
-            log_prob = (-0.5 * eps.pow(2) - log_det).sum(-1) - log_std.sum(-1, keepdim=True) \
-                - 0.5 * self.act_dim * math.log(2 * math.pi)
-            value = q.mean(-1) - self.alpha * kl_to_uniform(log_prob, self.act_dim)
+            per_sample = (0.5 * eps.pow(2) - 2.0 * (u + F.softplus(-2.0 * u))).sum(-1)
+            kl = -per_sample.mean(-1) - log_std.sum(-1) + a_dim * _KL_CONST
+            value = q.mean(-1) - self.alpha * kl
             # dJ/du = (dQ/da (1 - a^2) - 2 alpha a) / n ; d log pi / d log sigma = -1 directly
             du = (dq_da * (1.0 - actions.pow(2)) - 2.0 * self.alpha * actions) / n
             return value, (du.sum(1), (du * std * eps).sum(1) + self.alpha)

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_weights
+from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_with_grad
 
 
 class ModelFreeValue:
@@ -22,4 +22,5 @@ class ModelFreeValue:
         """Q-hat (B, N) and dQ-hat/da (B, N, A), by the ensemble's hand-written VJP."""
         obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
         q, vjp = self.q_net.forward_vjp(obs, actions)
-        return pessimistic(q, beta), vjp(pessimistic_weights(q, beta))
+        value, weights = pessimistic_with_grad(q, beta)
+        return value, vjp(weights)

@@ -68,11 +68,16 @@ class QEnsemble(nn.Module):
         def vjp(grad_q: Tensor) -> Tensor:
             g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, M, H)
             for (w, _), a in zip(reversed(hidden), reversed(activations[1:])):
-                g = torch.bmm(g * (a > 0), w.transpose(1, 2))
-            g = torch.bmm(g * (activations[0] > 0), w0[:, -act_dim:].transpose(1, 2))
+                g = torch.bmm(_relu_backward(g, a), w.transpose(1, 2))
+            g = torch.bmm(_relu_backward(g, activations[0]), w0[:, -act_dim:].transpose(1, 2))
             return g.sum(0).reshape(*lead, act_dim)
 
         return q.reshape(e, *lead), vjp
+
+
+def _relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
+    """grad * (activation > 0) in one kernel (the one autograd uses for ReLU)."""
+    return torch.ops.aten.threshold_backward(grad, activation, 0)
 
 
 def pessimistic(q: Tensor, beta: float) -> Tensor:
@@ -80,8 +85,10 @@ def pessimistic(q: Tensor, beta: float) -> Tensor:
     return q.mean(0) - beta * q.std(0, correction=0)
 
 
-def pessimistic_weights(q: Tensor, beta: float) -> Tensor:
-    """d pessimistic(q, beta) / d q_i, same shape as q (E, ...)."""
-    mean = q.mean(0, keepdim=True)
-    std = q.std(0, correction=0, keepdim=True)
-    return 1.0 / q.shape[0] - beta * (q - mean) / (q.shape[0] * std.clamp_min(1e-12))
+def pessimistic_with_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """``pessimistic(q, beta)`` (...) and its gradient w.r.t. q (E, ...)."""
+    e = q.shape[0]
+    centered = q - q.mean(0, keepdim=True)
+    std = centered.pow(2).mean(0, keepdim=True).sqrt()
+    value = (q.mean(0, keepdim=True) - beta * std).squeeze(0)
+    return value, 1.0 / e - (beta / e) * centered / std.clamp_min(1e-12)
