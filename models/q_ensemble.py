@@ -82,7 +82,8 @@ def _relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
 
 def pessimistic(q: Tensor, beta: float) -> Tensor:
     """``mean_i Q_i - beta * std_i Q_i`` over dim 0 (population std: beta=1, E=2 is the min)."""
-    return q.mean(0) - beta * q.std(0, correction=0)
+    mean = q.mean(0)
+    return mean - beta * (q - mean).pow(2).mean(0).sqrt()
 
 
 def pessimistic_with_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
