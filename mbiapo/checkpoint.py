@@ -68,8 +68,9 @@ def load_agent(path: str | Path, device: str = "cpu",
         agent.load_state_dict(payload["agent"])
         agent.load_optimizer_state(payload["optimizers"])
     except (RuntimeError, KeyError, ValueError) as e:
-        raise MbiapoError(f"{payload['path']}: checkpoint does not match its config "
-                          f"({str(e).splitlines()[0][:200]})") from None
+        detail = " ".join(str(e).split())  # torch's message spans lines
+        raise MbiapoError(f"{payload['path']}: checkpoint does not match its config or this "
+                          f"mbiapo version ({detail[:300]})") from None
     return agent, payload
 
 

@@ -81,3 +81,15 @@ def test_checkpoint_writes_are_atomic(tmp_path, tiny_cfg):
     path = tmp_path / "c.pt"
     save_checkpoint(path, agent, {"step": 1})
     assert path.exists() and not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_checkpoint_with_foreign_weights_is_a_clear_error(tmp_path, tiny_cfg):
+    from mbiapo.agent import Agent
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, Agent(tiny_cfg(), 4, 1), {"step": 0})
+    payload = torch.load(path, weights_only=True)
+    payload["agent"]["planner.net.extra"] = payload["agent"].pop("planner.net.net.0.weight")
+    torch.save(payload, path)
+    with pytest.raises(MbiapoError, match="does not match .* Missing key.*planner.net.net.0.weight"):
+        load_agent(path)
