@@ -15,18 +15,21 @@ ENV_ID = "HalfCheetah-v5"
 OBS_DIM, ACT_DIM = 17, 6
 
 
-def _rate(fn, seconds: float, warmup: int = 3, blocks: int = 5) -> float:
-    """Calls per second of ``fn``: the best of ``blocks`` timed blocks within about
-    ``seconds`` (as ``timeit`` advises: the fastest block is the least disturbed one)."""
-    for _ in range(warmup):
-        fn()
-    best = 0.0
-    for _ in range(blocks):
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / blocks:
+def _rates(fns: dict, seconds: float, rounds: int = 5, warmup: int = 3) -> dict[str, float]:
+    """Calls per second of each function: the best of ``rounds`` blocks of about
+    ``seconds / rounds`` each, taken in turns (A B C A B C ...) so that a machine that speeds
+    up or slows down during the benchmark affects every contender alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
             fn()
-            calls += 1
-        best = max(best, calls / (time.perf_counter() - start))
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                fn()
+                calls += 1
+            best[name] = max(best[name], calls / (time.perf_counter() - start))
     return best
 
 
@@ -40,25 +43,27 @@ def _random_buffer(rng: np.random.Generator, n: int = 10_000) -> ReplayBuffer:
     return buf
 
 
-def agent_update_rate(planner: str, seconds: float, overrides: list[str] = ()) -> float:
+def agent_update(planner: str):
+    """A function doing one update of a fresh agent on random HalfCheetah-shaped data."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    agent = Agent(compose(ENV_ID, planner, overrides=list(overrides)), OBS_DIM, ACT_DIM)
+    agent = Agent(compose(ENV_ID, planner), OBS_DIM, ACT_DIM)
     buf = _random_buffer(rng)
-    return _rate(lambda: agent.update(buf.sample(256, rng)), seconds)
+    return lambda: agent.update(buf.sample(256, rng))
 
 
-def acting_latency_ms(planner: str, seconds: float) -> float:
+def agent_act(planner: str):
+    """A function planning one action (batch 1) with the given planner."""
     torch.manual_seed(0)
     trained = planner if planner in ("direct", "iterative") else "direct"
     agent = Agent(compose(ENV_ID, trained), OBS_DIM, ACT_DIM)
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
-    return 1e3 / _rate(lambda: agent.act(obs, planner=chosen), seconds)
+    return lambda: agent.act(obs, planner=chosen)
 
 
-def sb3_update_rate(seconds: float) -> float | None:
-    """stable-baselines3 SAC gradient steps per second (2x256 nets, batch 256)."""
+def sb3_update(steps: int = 10):
+    """stable-baselines3 SAC doing ``steps`` gradient steps (2x256 nets, batch 256), or None."""
     try:
         from stable_baselines3 import SAC
     except ImportError:
@@ -68,28 +73,30 @@ def sb3_update_rate(seconds: float) -> float | None:
     model = SAC("MlpPolicy", gym.make(ENV_ID), batch_size=256, learning_starts=1000,
                 policy_kwargs={"net_arch": [256, 256]}, seed=0, device="cpu", verbose=0)
     model.learn(total_timesteps=1000)  # fills the replay buffer, no gradient step yet
-    steps = 10
-    return steps * _rate(lambda: model.train(gradient_steps=steps, batch_size=256),
-                         seconds, warmup=1)
+    return lambda: model.train(gradient_steps=steps, batch_size=256)
 
 
 def run_bench(seconds: float = 5.0, with_sb3: bool = True) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
-    for planner in ("direct", "iterative"):
-        log(f"measuring {planner} agent updates...")
-        result[f"updates_per_s_{planner}"] = agent_update_rate(planner, seconds)
-    result["iterative_update_cost_vs_direct"] = (
-        result["updates_per_s_direct"] / result["updates_per_s_iterative"])
+    updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
+    sb3_steps = 10
     if with_sb3:
-        log("measuring stable-baselines3 SAC updates...")
-        sb3 = sb3_update_rate(seconds)
+        sb3 = sb3_update(sb3_steps)
         if sb3 is None:
-            log("stable-baselines3 is not installed (pip install stable-baselines3); skipped")
+            log("stable-baselines3 is not installed (pip install -e .[bench]); skipped")
         else:
-            result["updates_per_s_sb3_sac"] = sb3
-            result["direct_speedup_vs_sb3"] = result["updates_per_s_direct"] / sb3
-    for planner in PLANNER_NAMES:
-        log(f"measuring {planner} acting latency...")
-        result[f"act_latency_ms_{planner}"] = acting_latency_ms(planner, seconds / 2)
+            updates["sb3_sac"] = sb3
+    log(f"measuring update rates of {', '.join(updates)} (in turns)...")
+    rates = _rates(updates, seconds * len(updates))
+    if "sb3_sac" in rates:
+        rates["sb3_sac"] *= sb3_steps
+    result |= {f"updates_per_s_{name}": rate for name, rate in rates.items()}
+    result["iterative_update_cost_vs_direct"] = rates["direct"] / rates["iterative"]
+    if "sb3_sac" in rates:
+        result["direct_speedup_vs_sb3"] = rates["direct"] / rates["sb3_sac"]
+    log("measuring acting latency (batch 1) per planner...")
+    acts = {planner: agent_act(planner) for planner in PLANNER_NAMES}
+    latency = _rates(acts, seconds * len(acts) / 2)
+    result |= {f"act_latency_ms_{name}": 1e3 / rate for name, rate in latency.items()}
     return result

@@ -1,0 +1,25 @@
+"""The benchmark command runs and reports every figure (its numbers are not asserted: speed
+is measured by ``mbiapo bench``, never by timed unit tests)."""
+
+from mbiapo.bench import _rates, run_bench
+
+
+def test_rates_take_the_best_block_of_each_contender():
+    calls = {"a": 0, "b": 0}
+
+    def bump(name):
+        def fn():
+            calls[name] += 1
+        return fn
+
+    rates = _rates({"a": bump("a"), "b": bump("b")}, seconds=0.02, rounds=2, warmup=1)
+    assert set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
+    assert calls["a"] > 1 and calls["b"] > 1
+
+
+def test_bench_reports_all_figures():
+    result = run_bench(seconds=0.05, with_sb3=False)
+    for key in ("updates_per_s_direct", "updates_per_s_iterative",
+                "iterative_update_cost_vs_direct", "act_latency_ms_direct",
+                "act_latency_ms_iterative", "act_latency_ms_adam", "act_latency_ms_cem"):
+        assert result[key] > 0, key
