@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mbiapo.agent import Agent
 from mbiapo.config import from_container
@@ -55,14 +55,11 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     return payload
 
 
-def load_agent(path: str | Path, device: str = "cpu",
-               overrides: DictConfig | None = None) -> tuple[Agent, dict]:
+def load_agent(path: str | Path, device: str = "cpu") -> tuple[Agent, dict]:
     """Rebuild the agent (modules and optimizers) from a checkpoint."""
     payload = read_checkpoint(path, device)
     cfg = from_container(payload["config"])
     cfg.train.device = device
-    if overrides is not None:
-        cfg = OmegaConf.merge(cfg, overrides)
     agent = Agent(cfg, payload["obs_dim"], payload["act_dim"])
     try:
         agent.load_state_dict(payload["agent"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbiapo.config import PLANNER_NAMES, compose, parse_overrides
+from mbiapo.config import PLANNER_NAMES, compose
 from mbiapo.errors import MbiapoError
 
 
@@ -92,8 +92,7 @@ def _load_for_run(args):
     from mbiapo.checkpoint import check_env_matches, load_agent
     from mbiapo.envs import env_dims, make_env
 
-    overrides = parse_overrides([])
-    agent, payload = load_agent(args.checkpoint, args.device, overrides)
+    agent, payload = load_agent(args.checkpoint, args.device)
     env = make_env(agent.cfg.env.id, agent.cfg.env.max_episode_steps)
     check_env_matches(payload, *env_dims(env), agent.cfg.env.id)
     env.close()
