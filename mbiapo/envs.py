@@ -1,10 +1,17 @@
 """Gymnasium environments, with actions rescaled to [-1, 1] (the tanh-Gaussian's range)."""
 
+import warnings
+
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium.wrappers import RescaleAction
 
 from mbiapo.errors import MbiapoError
+
+# MuJoCo's default warning handler appends to MUJOCO_LOG.TXT in the working directory;
+# route its warnings through Python's instead, where users can see or filter them.
+mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", stacklevel=1))
 
 
 def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
