@@ -143,6 +143,9 @@ class Trainer:
                 }
                 writer.writerow(last)
                 f.flush()
+                if stats and not all(np.isfinite(last[k]) for k in ("q_loss", "objective")):
+                    raise MbiapoError(f"training diverged before step {self.step} (non-finite "
+                                      f"losses); the last checkpoint in {self.out} is kept")
                 bar.set_postfix(eval=f"{returns.mean():.1f}", upd_s=f"{ups:.1f}")
                 finished, stats = [], []
                 tick, tick_updates = time.perf_counter(), self.updates

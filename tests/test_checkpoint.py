@@ -93,3 +93,16 @@ def test_checkpoint_with_foreign_weights_is_a_clear_error(tmp_path, tiny_cfg):
     torch.save(payload, path)
     with pytest.raises(MbiapoError, match="does not match .* Missing key.*net.net.0.weight"):
         load_agent(path)
+
+
+def test_divergence_stops_training_without_overwriting_the_checkpoint(tmp_path, tiny_cfg):
+    trainer = start_run(tiny_cfg("direct", **{"train.steps": 100}), tmp_path / "run")
+    trainer.run()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    resumed = Trainer.resume(tmp_path / "run", steps=200)
+    nan = torch.tensor(float("nan"))
+    resumed.agent.update = lambda batch: {"q_loss": nan, "objective": nan, "entropy": nan,
+                                          "alpha": nan}
+    with pytest.raises(MbiapoError, match="training diverged before step 200"):
+        resumed.run()
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
