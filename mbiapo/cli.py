@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--config", help="YAML file merged over the packaged configs")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
 

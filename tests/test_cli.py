@@ -48,6 +48,15 @@ def test_evaluate_and_plan_print_one_json_object(run_dir, capsys):
     assert result["planner"] == "cem" and result["latency_ms_mean"] > 0
 
 
+def test_train_prints_its_final_metrics_as_json(tmp_path, capsys):
+    argv = ["train", "--env", "InvertedPendulum-v5", "--steps", "60", "--out",
+            str(tmp_path / "r"), "--json", "train.warmup_steps=50", "train.eval_episodes=1",
+            "env.max_episode_steps=20", "planner.hidden=16", "value.hidden=16"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step"] == 60 and result["out"] == str(tmp_path / "r")
+
+
 def test_train_writes_run_folder(run_dir):
     assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "metrics.csv",
                                                    "checkpoint.pt", "replay.h5"}
