@@ -30,13 +30,14 @@ def episode_seed(seed: int, episode: int) -> int:
 class Trainer:
     """State of one run folder: agent, replay, RNGs and counters."""
 
-    def __init__(self, cfg: DictConfig, out: Path):
+    def __init__(self, cfg: DictConfig, out: Path, agent: Agent | None = None):
+        """A new run, or (``agent`` given) the frame a checkpointed agent resumes in."""
         self.cfg, self.out = cfg, out
         self.env = make_env(cfg.env.id, cfg.env.max_episode_steps)
         obs_dim, act_dim = env_dims(self.env)
         torch.manual_seed(cfg.train.seed)
         self.rng = np.random.default_rng(cfg.train.seed)
-        self.agent = Agent(cfg, obs_dim, act_dim)
+        self.agent = agent or Agent(cfg, obs_dim, act_dim)
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.train.buffer_size, cfg.train.steps))
         self.step = self.episodes = self.updates = 0
         self.wall_s = 0.0
@@ -47,9 +48,8 @@ class Trainer:
         cfg = agent.cfg
         if steps is not None:
             cfg.train.steps = steps
-        trainer = cls(cfg, out)
-        check_env_matches(payload, trainer.agent.obs_dim, trainer.agent.act_dim, cfg.env.id)
-        trainer.agent = agent
+        trainer = cls(cfg, out, agent)
+        check_env_matches(payload, *env_dims(trainer.env), cfg.env.id)
         replay = out / "replay.h5"
         if not replay.is_file():
             raise MbiapoError(f"{out}: cannot resume, replay.h5 is missing (train.save_replay)")
