@@ -1,8 +1,13 @@
 """The agent: a planner acting on a pessimistic Q ensemble, trained with the SAC setup.
 
-The whole learning step is ``Agent.update``: (1) critic regression to soft targets whose
-next actions come from the acting planner, (2) planner training on -J (direct and iterative
-planners only), (3) temperature tuning towards the target entropy, (4) Polyak averaging.
+The whole learning step is ``Agent.update``: (1) critic regression to soft targets, (2)
+planner training on -J (direct and iterative planners only), (3) temperature tuning towards
+the target entropy, (4) model-based agents only: world-model maximum likelihood and
+distillation of the rollout policy from the planner, (5) Polyak averaging.
+
+Model-free agents bootstrap with the acting planner's next action; model-based agents with
+the rollout policy's (running the planner on a model-based objective for every target would
+multiply the update's cost) and, with ``value.model_targets``, with the model-based estimate.
 """
 
 import math
@@ -14,11 +19,13 @@ from torch import Tensor, nn
 
 from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
-from mbiapo.models.q_ensemble import QEnsemble, pessimistic
-from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.models.policy_nets import DirectPolicyNet
+from mbiapo.models.q_ensemble import QEnsemble
+from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
+from mbiapo.models.world_model import WorldModel
 from mbiapo.objective import SoftObjective
 from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, Planner
-from mbiapo.value import ModelFreeValue
+from mbiapo.value import ModelBasedValue, ModelFreeValue
 
 
 def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Planner:
@@ -49,7 +56,16 @@ class Agent(nn.Module):
         self.planner = build_planner(cfg.planner.name, cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))
         self.target_entropy = -float(act_dim) if t.target_entropy is None else t.target_entropy
-        self.value = ModelFreeValue(self.q)
+        self.model = self.rollout = None
+        self.value, self.target_value = ModelFreeValue(self.q), ModelFreeValue(self.q_target)
+        if v.kind == "model-based":
+            self.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers)
+            self.rollout = DirectPolicyNet(obs_dim, act_dim, cfg.planner.hidden,
+                                           cfg.planner.layers)
+            mb = (self.model, self.rollout, self.log_alpha, t.gamma, v.retrace_lambda, v.horizon)
+            self.value = ModelBasedValue(self.q, *mb)
+            if v.model_targets:
+                self.target_value = ModelBasedValue(self.q_target, *mb)
         self.to(self.device)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=t.lr, fused=True)
         # the planner and the temperature step together: one optimizer, two groups
@@ -57,6 +73,9 @@ class Agent(nn.Module):
         if self.planner.trainable:
             groups.append({"params": list(self.planner.parameters())})
         self.policy_opt = torch.optim.Adam(groups, lr=t.lr, fused=True)
+        if self.model is not None:  # model and rollout policy step together too
+            self.model_opt = torch.optim.Adam(
+                [*self.model.parameters(), *self.rollout.parameters()], lr=t.lr, fused=True)
 
     # ----------------------------------------------------------------------------- planning
     @property
@@ -64,10 +83,15 @@ class Agent(nn.Module):
         return self.log_alpha.detach().exp().item()
 
     def objective(self, obs: Tensor, beta: float, samples: int) -> SoftObjective:
-        """J(s, .) for the states obs (B, S) under the pessimistic model-free value."""
-        return SoftObjective(lambda actions: self.value(obs, actions, beta), self.alpha,
-                             self.act_dim, samples,
-                             lambda actions: self.value.value_and_grad(obs, actions, beta))
+        """J(s, .) for the states obs (B, S) under the agent's value estimate. The model-free
+        estimate has a hand-written gradient; the model-based one is differentiated by autograd
+        through the model, the rollout policy and the Q nets."""
+        value = self.value
+        q_and_grad = None
+        if isinstance(value, ModelFreeValue):
+            q_and_grad = lambda actions: value.value_and_grad(obs, actions, beta)  # noqa: E731
+        return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha,
+                             self.act_dim, samples, q_and_grad)
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""
@@ -95,15 +119,18 @@ class Agent(nn.Module):
     # ----------------------------------------------------------------------------- learning
     @torch.no_grad()
     def critic_target(self, batch: dict[str, Tensor]) -> Tensor:
-        """y = r + gamma (1 - done) (Q_targ(s', a') - alpha log pi(a'|s')), a' from the acting
-        planner at s' with beta_train: (B,)."""
+        """y = r + gamma (1 - done) (Q_targ(s', a') - alpha log pi(a'|s')) with beta_train: (B,).
+        a' comes from the acting planner (model-free) or the rollout policy (model-based)."""
         beta, next_obs = self.cfg.value.beta_train, batch["next_obs"]
-        objective = self.objective(next_obs, beta, self.cfg.planner.train_samples)
-        plan = self.planner.plan(objective, next_obs, record=False)
-        next_act, _, next_logp = TanhGaussian(plan.mu, plan.log_std).rsample(1)
-        next_v = pessimistic(self.q_target(next_obs, next_act[:, 0]), beta)
-        soft_v = next_v - self.alpha * next_logp[:, 0]
-        return batch["rew"] + self.cfg.train.gamma * (1 - batch["done"]) * soft_v
+        if self.rollout is None:
+            objective = self.objective(next_obs, beta, self.cfg.planner.train_samples)
+            plan = self.planner.plan(objective, next_obs, record=False)
+            next_dist = TanhGaussian(plan.mu, plan.log_std)
+        else:
+            next_dist = TanhGaussian(*self.rollout(next_obs))
+        next_act, _, next_logp = next_dist.rsample(1)
+        soft_v = self.target_value(next_obs, next_act, beta) - self.alpha * next_logp
+        return batch["rew"] + self.cfg.train.gamma * (1 - batch["done"]) * soft_v[:, 0]
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One gradient step on a replay batch (obs, act, rew, next_obs, done); returns metrics."""
@@ -130,17 +157,47 @@ class Agent(nn.Module):
         loss.backward()
         self.policy_opt.step()
 
-        # 4. targets
+        # 4. world model and rollout policy
+        metrics = {}
+        if self.model is not None:
+            metrics = self.model_update(batch, TanhGaussian(plan.mu.detach(),
+                                                            plan.log_std.detach()))
+
+        # 5. targets
         with torch.no_grad():
             torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()),
                                  cfg.train.tau)
         return {"q_loss": q_loss.detach(), "objective": torch.stack(plan.values).mean(),
-                "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp()}
+                "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp(), **metrics}
+
+    def model_update(self, batch: dict[str, Tensor],
+                     planned: TanhGaussian | None = None) -> dict[str, Tensor]:
+        """One maximum-likelihood step of the world model on the batch's training rows (held-out
+        rows have ``model_weight`` 0) and, given the planner's distributions at ``batch["obs"]``,
+        one distillation step of the rollout policy on KL(planned || rollout)."""
+        obs, rew, next_obs = batch["obs"], batch["rew"], batch["next_obs"]
+        self.model.update_statistics(obs, rew, next_obs)
+        model_loss = self.model.loss(obs, batch["act"], rew, next_obs, batch["done"],
+                                     batch["model_weight"])
+        loss, metrics = model_loss, {"model_loss": model_loss.detach()}
+        if planned is not None:
+            kl = kl_divergence(planned, TanhGaussian(*self.rollout(obs))).mean()
+            loss, metrics["distill_kl"] = loss + kl, kl.detach()
+        self.model_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.model_opt.step()
+        return metrics
 
     # ----------------------------------------------------------------------------- state
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"q": self.q_opt, "policy": self.policy_opt}
+        if self.model is not None:
+            opts["model"] = self.model_opt
+        return opts
+
     def optimizer_state(self) -> dict:
-        return {"q": self.q_opt.state_dict(), "policy": self.policy_opt.state_dict()}
+        return {name: opt.state_dict() for name, opt in self.optimizers().items()}
 
     def load_optimizer_state(self, state: dict) -> None:
-        self.q_opt.load_state_dict(state["q"])
-        self.policy_opt.load_state_dict(state["policy"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state[name])

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mbiapo.errors import MbiapoError
 
 PLANNER_NAMES = ("direct", "iterative", "adam", "cem")
-VALUE_KINDS = ("model-free",)
+VALUE_KINDS = ("model-free", "model-based")
 
 
 @dataclass
@@ -47,6 +47,13 @@ class ValueConfig:
     layers: int = 2
     beta_train: float = 1.0  # pessimism for planner training and targets
     beta_collect: float = 1.0  # pessimism while acting
+    # model-based only (paper A.5, Tables 8-9)
+    horizon: int = 2  # model rollout steps h combined by Retrace
+    retrace_lambda: float = 0.9
+    model_hidden: int = 256
+    model_layers: int = 2
+    model_pretrain: int = 1000  # model updates when the random warm-up ends
+    model_targets: bool = True  # critic targets from the model-based estimate
 
 
 @dataclass
@@ -185,6 +192,10 @@ def validate(cfg: DictConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise MbiapoError(f"{key} must be >= 1, got {value}")
+    if cfg.value.horizon < 0 or cfg.value.model_pretrain < 0:
+        raise MbiapoError("value.horizon and value.model_pretrain must be >= 0")
+    if not 0 <= cfg.value.retrace_lambda <= 1:
+        raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {cfg.value.retrace_lambda}")
     if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
     if not 0 < cfg.planner.cem_elites <= cfg.planner.cem_samples:

@@ -15,6 +15,7 @@ import torch
 from mbiapo.errors import MbiapoError
 
 FORMAT_VERSION = 1
+HOLDOUT_EVERY = 10  # every 10th slot is held out from model training (model_weight 0)
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
@@ -50,13 +51,21 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, rng: np.random.Generator,
                device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Uniform batch: obs (B, S), act (B, A), rew (B,), next_obs (B, S), done (B,) float."""
-        idx = rng.integers(0, self.size, batch_size)
+        """Uniform batch: obs (B, S), act (B, A), rew (B,), next_obs (B, S), done (B,) float,
+        and model_weight (B,): 0 for slots held out from model training, else 1."""
+        return self._rows(rng.integers(0, self.size, batch_size), device)
+
+    def holdout(self, n: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Up to ``n`` of the transitions held out from model training (the last slots)."""
+        return self._rows(np.arange(0, self.size, HOLDOUT_EVERY)[-n:], device)
+
+    def _rows(self, idx: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
         d = self.data
         batch = {
             "obs": d["observations"][idx], "act": d["actions"][idx],
             "rew": d["rewards"][idx], "next_obs": d["next_observations"][idx],
             "done": d["terminals"][idx].astype(np.float32),
+            "model_weight": (idx % HOLDOUT_EVERY != 0).astype(np.float32),
         }
         return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 

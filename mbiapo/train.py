@@ -18,8 +18,10 @@ from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
 from mbiapo.replay import ReplayBuffer
 
+LOSSES = ("q_loss", "objective", "entropy", "alpha", "model_loss", "distill_kl")
 METRICS = ("step", "episodes", "updates", "wall_s", "train_return", "eval_return_mean",
-           "eval_return_std", "updates_per_s", "q_loss", "objective", "entropy", "alpha")
+           "eval_return_std", "updates_per_s", *LOSSES, "model_error", "model_error_ratio")
+HELD_OUT = 2000  # held-out transitions scored for the model's one-step error
 EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
 
 
@@ -73,6 +75,23 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state},
         })
 
+    def pretrain_model(self) -> None:
+        """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
+        for _ in tqdm(range(self.cfg.value.model_pretrain), desc="model pre-training",
+                      file=sys.stderr, leave=False, mininterval=1.0):
+            self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
+                                                       self.agent.device))
+
+    def model_error(self) -> dict:
+        """One-step MSE of the model on held-out replay transitions, and its ratio to the
+        MSE of predicting no change."""
+        if self.agent.model is None:
+            return {}
+        held = self.buffer.holdout(HELD_OUT, self.agent.device)
+        error, no_change = self.agent.model.one_step_error(held["obs"], held["act"],
+                                                           held["next_obs"])
+        return {"model_error": error, "model_error_ratio": error / max(no_change, 1e-12)}
+
     def evaluate(self) -> np.ndarray:
         result = run_episodes(self.agent, self.cfg.env.id, self.cfg.train.eval_episodes,
                               EVAL_SEED + self.cfg.train.seed,
@@ -82,10 +101,14 @@ class Trainer:
     def run(self) -> dict:
         """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises."""
         cfg, t = self.cfg, self.cfg.train
-        new_file = not (self.out / "metrics.csv").exists()
-        with open(self.out / "metrics.csv", "a", newline="") as f:
-            writer = csv.DictWriter(f, METRICS)
-            if new_file:
+        path = self.out / "metrics.csv"
+        header = None
+        if path.exists():  # keep the columns of a run started by an older mbiapo
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), None)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, header or METRICS, extrasaction="ignore")
+            if header is None:
                 writer.writeheader()
             bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} {cfg.planner.name}",
                        file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
@@ -120,6 +143,8 @@ class Trainer:
                 self.episodes += 1
                 ep_return = 0.0
                 obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
+            if self.step == t.warmup_steps and self.agent.model is not None:
+                self.pretrain_model()
             if self.step >= t.warmup_steps:
                 for _ in range(t.updates_per_step):
                     batch = self.buffer.sample(t.batch_size, self.rng, self.agent.device)
@@ -138,12 +163,13 @@ class Trainer:
                     "train_return": np.mean(finished) if finished else "",
                     "eval_return_mean": returns.mean(), "eval_return_std": returns.std(),
                     "updates_per_s": round(ups, 2),
-                    **{k: torch.stack([s[k] for s in stats]).mean().item() if stats else ""
-                       for k in ("q_loss", "objective", "entropy", "alpha")},
+                    **{k: torch.stack([s[k] for s in stats]).mean().item()
+                       for k in LOSSES if stats and k in stats[0]},
+                    **self.model_error(),
                 }
                 writer.writerow(last)
                 f.flush()
-                if stats and not all(np.isfinite(last[k]) for k in ("q_loss", "objective")):
+                if stats and not all(np.isfinite(v) for k, v in last.items() if k in LOSSES):
                     raise MbiapoError(f"training diverged before step {self.step} (non-finite "
                                       f"losses); the last checkpoint in {self.out} is kept")
                 bar.set_postfix(eval=f"{returns.mean():.1f}", upd_s=f"{ups:.1f}")

@@ -1,9 +1,14 @@
 """Value estimators: Q-hat(s, a) for batches of states and sampled actions."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
+from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_with_grad
+from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.models.world_model import Prediction, WorldModel
 
 
 class ModelFreeValue:
@@ -24,3 +29,62 @@ class ModelFreeValue:
         q, vjp = self.q_net.forward_vjp(obs, actions)
         value, weights = pessimistic_with_grad(q, beta)
         return value, vjp(weights)
+
+
+QFn = Callable[[Tensor, Tensor], Tensor]
+StepFn = Callable[[Tensor, Tensor], Prediction]
+PolicyFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def retrace_estimate(q: QFn, step: StepFn, policy: PolicyFn, obs: Tensor, actions: Tensor,
+                     alpha: Tensor | float, gamma: float, lam: float, horizon: int) -> Tensor:
+    """Model-based Q estimate of (obs, actions) (paper Eq. 14-16): obs, actions (..., S/A) -> (...).
+
+    ``Q(s0, a0) + sum_{t<h} (gamma lam)^t alive_t delta_t`` with
+    ``delta_t = r(s_t, a_t) + gamma cont_{t+1} V(s_{t+1}) - Q(s_t, a_t)``,
+    ``V(s) = Q(s, a') - alpha log pi(a'|s)``, ``a' ~ policy`` (and ``a_{t+1} = a'``), states
+    from the model's mean, and ``alive_t`` the probability that no termination came before t.
+    lam = 0 gives ``r + gamma V(s_1)``; lam = 1 the h-step soft return plus bootstrap.
+    ``q(s, a) -> (...)``: a (pessimistic) Q estimate; ``step(s, a) -> Prediction``;
+    ``policy(s) -> (a, log pi(a|s))``.
+    """
+    s, a = obs, actions
+    q_t = q(s, a)
+    estimate, weight = q_t, 1.0
+    for _ in range(horizon):
+        pred = step(s, a)
+        s = pred.next_obs
+        a, log_pi = policy(s)
+        q_next = q(s, a)
+        delta = pred.reward + gamma * pred.cont * (q_next - alpha * log_pi) - q_t
+        estimate = estimate + weight * delta
+        weight = weight * gamma * lam * pred.cont
+        q_t = q_next
+    return estimate
+
+
+class ModelBasedValue:
+    """Retrace over ``horizon`` steps of the world model, with the pessimistic ensemble at
+    every step and future actions from the (direct) rollout policy."""
+
+    def __init__(self, q: QEnsemble, model: WorldModel, rollout: DirectPolicyNet,
+                 log_alpha: Tensor, gamma: float, lam: float, horizon: int):
+        self.q_net, self.model, self.rollout = q, model, rollout
+        self.log_alpha = log_alpha
+        self.gamma, self.lam, self.horizon = gamma, lam, horizon
+
+    def _policy(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """One reparameterized rollout-policy sample per state: (..., S) -> (..., A), (...)."""
+        flat = obs.reshape(-1, obs.shape[-1])
+        actions, _, log_pi = TanhGaussian(*self.rollout(flat)).rsample(1)
+        return actions.reshape(*obs.shape[:-1], -1), log_pi.reshape(obs.shape[:-1])
+
+    def estimate(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
+        """obs (..., S), actions (..., A) -> (...)."""
+        return retrace_estimate(lambda s, a: pessimistic(self.q_net(s, a), beta), self.model,
+                                self._policy, obs, actions, self.log_alpha.detach().exp(),
+                                self.gamma, self.lam, self.horizon)
+
+    def __call__(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
+        """obs (B, S), actions (B, N, A) -> (B, N)."""
+        return self.estimate(obs.unsqueeze(1).expand(-1, actions.shape[1], -1), actions, beta)

@@ -1,10 +1,11 @@
 """An ensemble of Q-networks evaluated as one batched computation (stacked weights)."""
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from mbiapo.models.mlp import stacked_linear
 
 
 class QEnsemble(nn.Module):
@@ -21,11 +22,9 @@ class QEnsemble(nn.Module):
         self.members = members
         self.n_layers = len(dims) - 1
         for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
-            bound = 1.0 / math.sqrt(fan_in)
-            w = torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)
-            b = torch.empty(members, 1, fan_out).uniform_(-bound, bound)
-            self.register_parameter(f"w{i}", nn.Parameter(w))
-            self.register_parameter(f"b{i}", nn.Parameter(b))
+            w, b = stacked_linear(members, fan_in, fan_out)
+            self.register_parameter(f"w{i}", w)
+            self.register_parameter(f"b{i}", b)
 
     def layers(self) -> list[tuple[Tensor, Tensor]]:
         """[(weight (E, in, out), bias (E, 1, out))] from input to output."""
@@ -81,9 +80,10 @@ def _relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
 
 
 def pessimistic(q: Tensor, beta: float) -> Tensor:
-    """``mean_i Q_i - beta * std_i Q_i`` over dim 0 (population std: beta=1, E=2 is the min)."""
+    """``mean_i Q_i - beta * std_i Q_i`` over dim 0 (population std: beta=1, E=2 is the min).
+    Differentiable everywhere: where all members agree, the gradient is the mean's."""
     mean = q.mean(0)
-    return mean - beta * (q - mean).pow(2).mean(0).sqrt()
+    return mean - beta * (q - mean).pow(2).mean(0).clamp_min(1e-24).sqrt()
 
 
 def pessimistic_with_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:

@@ -72,3 +72,11 @@ class TanhGaussian:
 def kl_to_uniform(log_prob: Tensor, act_dim: int) -> Tensor:
     """Monte Carlo KL(pi || U(-1,1)^A) from samples' log pi: (B, N) -> (B,)."""
     return log_prob.mean(-1) + act_dim * _LOG2
+
+
+def kl_divergence(p: TanhGaussian, q: TanhGaussian) -> Tensor:
+    """KL(p || q) in closed form: (B, A) parameters -> (B,). tanh is a bijection, so this is
+    the KL between the pre-tanh diagonal Gaussians."""
+    var_ratio = torch.exp(2.0 * (p.log_std - q.log_std))
+    mean_term = ((p.mu - q.mu) * torch.exp(-q.log_std)).pow(2)
+    return 0.5 * (var_ratio + mean_term - 1.0).sum(-1) - (p.log_std - q.log_std).sum(-1)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,7 +106,8 @@ def test_existing_run_is_never_overwritten(run_dir, capsys):
 
 
 def test_console_script_exits_nonzero_without_traceback(tmp_path):
-    proc = subprocess.run(["mbiapo", "evaluate", "--checkpoint", str(tmp_path / "none.pt")],
+    script = Path(sys.executable).with_name("mbiapo")  # the venv's console script
+    proc = subprocess.run([str(script), "evaluate", "--checkpoint", str(tmp_path / "none.pt")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

@@ -55,3 +55,10 @@ def test_pessimism_with_its_gradient_matches_autograd():
     value, grad = pessimistic_with_grad(values.detach(), 1.7)
     torch.testing.assert_close(value, expected.detach())
     torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), values)[0])
+
+
+def test_pessimism_gradient_is_finite_where_members_agree():
+    q = torch.tensor([[1.0, 2.0], [1.0, 5.0]], requires_grad=True)  # state 0: identical members
+    pessimistic(q, 2.0).sum().backward()
+    assert torch.isfinite(q.grad).all()
+    torch.testing.assert_close(q.grad[:, 0], torch.tensor([0.5, 0.5]))
