@@ -194,8 +194,9 @@ def validate(cfg: DictConfig) -> None:
             raise MbiapoError(f"{key} must be >= 1, got {value}")
     if cfg.value.horizon < 0 or cfg.value.model_pretrain < 0:
         raise MbiapoError("value.horizon and value.model_pretrain must be >= 0")
-    if not 0 <= cfg.value.retrace_lambda <= 1:
-        raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {cfg.value.retrace_lambda}")
+    lam = cfg.value.retrace_lambda
+    if not 0 <= lam <= 1:
+        raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {lam}")
     if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
     if not 0 < cfg.planner.cem_elites <= cfg.planner.cem_samples:
