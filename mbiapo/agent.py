@@ -188,6 +188,14 @@ class Agent(nn.Module):
         self.model_opt.step()
         return metrics
 
+    def model_error(self, held: dict[str, Tensor]) -> dict[str, float]:
+        """One-step MSE of the world model's mean on held-out transitions, and its ratio to
+        the MSE of predicting no change; {} for model-free agents."""
+        if self.model is None:
+            return {}
+        error, no_change = self.model.one_step_error(held["obs"], held["act"], held["next_obs"])
+        return {"model_error": error, "model_error_ratio": error / max(no_change, 1e-12)}
+
     # ----------------------------------------------------------------------------- state
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"q": self.q_opt, "policy": self.policy_opt}

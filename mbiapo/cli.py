@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbiapo.config import PLANNER_NAMES, compose
+from mbiapo.config import PLANNER_NAMES, VALUE_KINDS, compose
 from mbiapo.errors import MbiapoError
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/checkpoint.pt (+ OUT/replay.h5). Ctrl-C saves a checkpoint.")
     p.add_argument("--env", help="gymnasium id, e.g. HalfCheetah-v5")
     p.add_argument("--planner", choices=PLANNER_NAMES)
+    p.add_argument("--value", choices=VALUE_KINDS, help="value estimate (value.kind)")
     p.add_argument("--steps", type=int, help="environment steps (train.steps)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--out", type=Path, help="run folder")
@@ -51,8 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="mean return of a checkpoint's planner")
     _add_run_flags(p)
     p = sub.add_parser("plan", help="act by planning with a checkpoint's value estimate; "
-                       "returns and latency per action")
+                       "returns and latency per action",
+                       description="Act in the real environment by planning; prints returns "
+                       "and planning latency per action. With --model-based, the checkpoint's "
+                       "planner plans against a model-based value estimate instead (transfer), "
+                       "and the checkpoint's own model-free returns are printed beside it.")
     _add_run_flags(p)
+    p.add_argument("--model-based", action="store_true",
+                   help="plan against a model-based value estimate")
+    p.add_argument("--value", metavar="MB_CKPT", help="take the model, Q nets and rollout "
+                   "policy from this model-based checkpoint")
+    p.add_argument("--data", metavar="FILE.h5", help="fit the model on this replay/dataset "
+                   "file (default: the replay.h5 beside --checkpoint)")
+    p.add_argument("--fit-steps", type=int, default=3000,
+                   help="model and rollout-policy updates when fitting (cached)")
     p = sub.add_parser("bench", help="update rates and acting latency (HalfCheetah-v5 shapes)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
@@ -68,8 +81,8 @@ def cmd_train(args) -> dict:
     from mbiapo.train import Trainer, start_run
 
     if args.resume:
-        if args.env or args.planner or args.config or args.out or args.seed is not None \
-                or args.overrides:
+        if args.env or args.planner or args.value or args.config or args.out \
+                or args.seed is not None or args.overrides:
             raise MbiapoError("--resume continues a run as configured; only --steps may change")
         trainer = Trainer.resume(args.resume, args.steps)
     else:
@@ -77,6 +90,7 @@ def cmd_train(args) -> dict:
             raise MbiapoError("mbiapo train needs --out DIR (or --resume DIR)")
         explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
         explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
+        explicit += [f"value.kind={args.value}"] if args.value else []
         cfg = compose(args.env, args.planner, args.config, [*args.overrides, *explicit])
         trainer = start_run(cfg, args.out)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
@@ -114,16 +128,56 @@ def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict
     return out
 
 
-def cmd_evaluate(args, with_latency: bool = False) -> dict:
+def _episodes(agent, planner, args, with_latency: bool) -> dict:
     from mbiapo.evaluate import run_episodes
 
+    return run_episodes(agent, agent.cfg.env.id, args.episodes, args.seed, planner, args.iters,
+                        batched=not with_latency,
+                        max_episode_steps=agent.cfg.env.max_episode_steps)
+
+
+def cmd_evaluate(args) -> dict:
     if args.episodes < 1:
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     agent, planner = _load_for_run(args)
-    result = run_episodes(agent, agent.cfg.env.id, args.episodes, args.seed, planner,
-                          args.iters, batched=not with_latency,
-                          max_episode_steps=agent.cfg.env.max_episode_steps)
-    return _summary(agent, args.planner or agent.cfg.planner.name, result, with_latency)
+    name = args.planner or agent.cfg.planner.name
+    return _summary(agent, name, _episodes(agent, planner, args, False), False)
+
+
+def cmd_plan(args) -> dict:
+    from mbiapo import transfer
+
+    if not args.model_based:
+        if args.value or args.data:
+            raise MbiapoError("--value and --data choose a model-based value estimate; "
+                              "add --model-based")
+        agent, planner = _load_for_run(args)
+        name = args.planner or agent.cfg.planner.name
+        return _summary(agent, name, _episodes(agent, planner, args, True), True)
+    if args.value and args.data:
+        raise MbiapoError("pass either --value MB_CKPT or --data FILE.h5, not both")
+    if args.fit_steps < 1:
+        raise MbiapoError(f"--fit-steps must be >= 1, got {args.fit_steps}")
+    if args.episodes < 1:
+        raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
+    mf, planner = _load_for_run(args)
+    if args.value:
+        agent, info = transfer.from_checkpoint(mf, args.value, args.device), \
+            {"value_source": args.value}
+    else:
+        agent, info = transfer.fitted(mf, args.checkpoint, args.data, args.fit_steps, args.seed)
+    name = args.planner or mf.cfg.planner.name
+    mb_planner = agent.planner_named(args.planner)
+    print(f"planning with the {name} planner against the model-based value...", file=sys.stderr)
+    result = _summary(agent, name, _episodes(agent, mb_planner, args, True), True)
+    print("model-free returns of the same checkpoint, for comparison...", file=sys.stderr)
+    baseline = _summary(mf, name, _episodes(mf, planner, args, False), False)
+    result |= {"value": "model-based", **info,
+               "model_free_return_mean": baseline["return_mean"],
+               "model_free_return_std": baseline["return_std"],
+               "return_vs_model_free": result["return_mean"] / baseline["return_mean"]
+               if baseline["return_mean"] else float("nan")}
+    return result
 
 
 def cmd_bench(args) -> dict:
@@ -145,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        handlers = {"train": cmd_train, "evaluate": cmd_evaluate,
-                    "plan": lambda a: cmd_evaluate(a, with_latency=True), "bench": cmd_bench}
+        handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "plan": cmd_plan,
+                    "bench": cmd_bench}
         result = handlers[args.command](args)
     except MbiapoError as e:
         print(f"mbiapo: error: {e}", file=sys.stderr)

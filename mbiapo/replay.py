@@ -55,7 +55,7 @@ class ReplayBuffer:
         and model_weight (B,): 0 for slots held out from model training, else 1."""
         return self._rows(rng.integers(0, self.size, batch_size), device)
 
-    def holdout(self, n: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def holdout(self, n: int = 2000, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Up to ``n`` of the transitions held out from model training (the last slots)."""
         return self._rows(np.arange(0, self.size, HOLDOUT_EVERY)[-n:], device)
 

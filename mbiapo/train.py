@@ -21,7 +21,6 @@ from mbiapo.replay import ReplayBuffer
 LOSSES = ("q_loss", "objective", "entropy", "alpha", "model_loss", "distill_kl")
 METRICS = ("step", "episodes", "updates", "wall_s", "train_return", "eval_return_mean",
            "eval_return_std", "updates_per_s", *LOSSES, "model_error", "model_error_ratio")
-HELD_OUT = 2000  # held-out transitions scored for the model's one-step error
 EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
 
 
@@ -81,16 +80,6 @@ class Trainer:
                       file=sys.stderr, leave=False, mininterval=1.0):
             self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
                                                        self.agent.device))
-
-    def model_error(self) -> dict:
-        """One-step MSE of the model on held-out replay transitions, and its ratio to the
-        MSE of predicting no change."""
-        if self.agent.model is None:
-            return {}
-        held = self.buffer.holdout(HELD_OUT, self.agent.device)
-        error, no_change = self.agent.model.one_step_error(held["obs"], held["act"],
-                                                           held["next_obs"])
-        return {"model_error": error, "model_error_ratio": error / max(no_change, 1e-12)}
 
     def evaluate(self) -> np.ndarray:
         result = run_episodes(self.agent, self.cfg.env.id, self.cfg.train.eval_episodes,
@@ -165,7 +154,7 @@ class Trainer:
                     "updates_per_s": round(ups, 2),
                     **{k: torch.stack([s[k] for s in stats]).mean().item()
                        for k in LOSSES if stats and k in stats[0]},
-                    **self.model_error(),
+                    **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
                 }
                 writer.writerow(last)
                 f.flush()

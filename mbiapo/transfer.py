@@ -1,0 +1,134 @@
+"""Transfer: a planner trained model-free plans against a model-based value estimate.
+
+A planner's weights depend only on (|S|, |A|), so it can optimize any objective of the same
+shapes. The model-based estimator (world model, Q nets, rollout policy) comes either from a
+model-based checkpoint (paper Fig. 9) or is fitted on the spot from replay data: the world
+model by maximum likelihood, the rollout policy by distilling the transferred planner, with
+the model-free checkpoint's own Q nets. Fitted parts are cached beside the checkpoint.
+Everything is copied by state, never by sharing modules between agents.
+"""
+
+import copy
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from mbiapo.agent import Agent
+from mbiapo.checkpoint import load_agent
+from mbiapo.errors import MbiapoError
+from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.replay import ReplayBuffer
+
+
+def _copy_parts(dst: Agent, src: Agent, parts: tuple[str, ...]) -> None:
+    for name in parts:
+        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    if "q" in parts:
+        dst.log_alpha.data.copy_(src.log_alpha.data)
+
+
+def _describe(agent: Agent) -> str:
+    return f"{agent.cfg.env.id} (observation/action sizes {agent.obs_dim}/{agent.act_dim})"
+
+
+def from_checkpoint(mf: Agent, value_path: str | Path, device: str) -> Agent:
+    """The model-free agent's planner with a model-based checkpoint's model, Q nets, rollout
+    policy and temperature."""
+    mb, _ = load_agent(value_path, device)
+    if mb.model is None:
+        raise MbiapoError(f"{value_path}: --value needs a model-based checkpoint (trained with "
+                          f"'mbiapo train --value model-based'), this one is model-free")
+    if (mb.cfg.env.id, mb.obs_dim, mb.act_dim) != (mf.cfg.env.id, mf.obs_dim, mf.act_dim):
+        raise MbiapoError(f"{value_path}: the value checkpoint was trained on {_describe(mb)}, "
+                          f"the planner on {_describe(mf)}")
+    cfg = copy.deepcopy(mf.cfg)
+    cfg.value, cfg.train.gamma = mb.cfg.value, mb.cfg.train.gamma
+    agent = Agent(cfg, mf.obs_dim, mf.act_dim)
+    _copy_parts(agent, mf, ("planner",))
+    _copy_parts(agent, mb, ("q", "q_target", "model", "rollout"))
+    return agent
+
+
+def _cache_key(checkpoint: Path, data: Path, cfg, fit_steps: int, seed: int) -> str:
+    digest = hashlib.sha256(checkpoint.read_bytes())
+    stat = data.stat()
+    digest.update(f"{data.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{fit_steps}:{seed}"
+                  .encode())
+    digest.update(OmegaConf.to_yaml(cfg.value).encode())
+    return digest.hexdigest()[:12]
+
+
+def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps: int,
+           seed: int = 0) -> tuple[Agent, dict]:
+    """The model-free agent (planner, Q nets, temperature) plus a world model and rollout
+    policy fitted on ``data`` (default: the replay.h5 saved beside the checkpoint)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoint.pt"
+    if data is None:
+        data = checkpoint.parent / "replay.h5"
+        if not data.is_file():
+            raise MbiapoError(f"{checkpoint}: no replay data beside it to fit a model on; pass "
+                              f"--value MB.pt (a model-based checkpoint) or --data FILE.h5")
+    data = Path(data)
+    if not data.is_file():
+        raise MbiapoError(f"data file not found: {data}")
+    cfg = copy.deepcopy(mf.cfg)
+    cfg.value.kind = "model-based"
+    agent = Agent(cfg, mf.obs_dim, mf.act_dim)
+    _copy_parts(agent, mf, ("planner", "q", "q_target"))
+    cache = checkpoint.with_name(
+        f"{checkpoint.stem}.mb-{_cache_key(checkpoint, data, cfg, fit_steps, seed)}.pt")
+    if cache.is_file():
+        state = torch.load(cache, map_location=agent.device, weights_only=True)
+        _load_fitted(agent, state, cache)
+        return agent, {"value_source": f"fitted (cached {cache.name})", **state["info"]}
+    buffer = ReplayBuffer.load(data)
+    if (buffer.obs_dim, buffer.act_dim) != (mf.obs_dim, mf.act_dim):
+        raise MbiapoError(f"{data}: observation/action sizes {buffer.obs_dim}/{buffer.act_dim} "
+                          f"do not match the checkpoint's {_describe(mf)}")
+    info = fit(agent, mf, buffer, fit_steps, seed)
+    state = {"model": agent.model.state_dict(), "rollout": agent.rollout.state_dict(),
+             "info": info}
+    try:
+        tmp = cache.with_name(cache.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, cache)
+    except OSError as e:
+        print(f"mbiapo: warning: could not cache the fitted model ({e})", file=sys.stderr)
+    return agent, {"value_source": f"fitted on {data}", **info}
+
+
+def _load_fitted(agent: Agent, state: dict, cache: Path) -> None:
+    try:
+        agent.model.load_state_dict(state["model"])
+        agent.rollout.load_state_dict(state["rollout"])
+    except (RuntimeError, KeyError) as e:
+        raise MbiapoError(f"{cache}: unreadable cache of a fitted model ({str(e)[:200]}); "
+                          f"delete it to refit") from None
+
+
+def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) -> dict:
+    """``steps`` world-model updates on replay batches, each with a distillation step of the
+    rollout policy towards the transferred planner (planning on the model-free objective)."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    cfg, start = agent.cfg, time.perf_counter()
+    for _ in tqdm(range(steps), desc="fitting model and rollout policy", file=sys.stderr,
+                  mininterval=1.0, dynamic_ncols=True):
+        batch = buffer.sample(cfg.train.batch_size, rng, agent.device)
+        with torch.no_grad():
+            objective = mf.objective(batch["obs"], cfg.value.beta_train,
+                                     cfg.planner.train_samples)
+            plan = mf.planner.plan(objective, batch["obs"], record=False)
+        agent.model_update(batch, TanhGaussian(plan.mu, plan.log_std))
+    seconds = round(time.perf_counter() - start, 2)
+    return {"fit_steps": steps, "fit_seconds": seconds, "fit_transitions": len(buffer),
+            **agent.model_error(buffer.holdout(device=agent.device))}

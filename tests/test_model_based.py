@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+
+from mbiapo.agent import Agent
+from mbiapo.models.world_model import Prediction, WorldModel
+from mbiapo.replay import HOLDOUT_EVERY, ReplayBuffer
+from mbiapo.value import ModelFreeValue, retrace_estimate
+
+# A tiny deterministic system, 1-D state and action:
+#   s' = s + a,  r(s, a) = s - a^2,  Q(s, a) = s + a,  rollout policy a = -s/2 with
+#   log pi = 0.3,  alpha = 0.5 (so alpha log pi = 0.15),  gamma = 0.9,  start s0 = 1, a0 = 0.5.
+# By hand along the rollout:
+#   t   s_t     a_t       r_t        Q_t      V_t = Q_t - 0.15
+#   0   1       0.5       0.75       1.5      -
+#   1   1.5    -0.75      0.9375     0.75     0.6
+#   2   0.75   -0.375     0.609375   0.375    0.225
+#   3   0.375  -0.1875    -          0.1875   0.0375
+# delta_t = r_t + gamma V_{t+1} - Q_t:
+#   delta_0 = 0.75 + 0.54 - 1.5 = -0.21
+#   delta_1 = 0.9375 + 0.2025 - 0.75 = 0.39
+#   delta_2 = 0.609375 + 0.03375 - 0.375 = 0.268125
+# estimate = Q_0 + sum_{t<h} (gamma lam)^t delta_t:
+HAND = {
+    # lam = 0: r_0 + gamma V_1 = 0.75 + 0.9 * 0.6, whatever the horizon
+    (0.0, 1): 1.29, (0.0, 2): 1.29, (0.0, 3): 1.29,
+    # lam = 0.9: 1.5 - 0.21 + 0.81 * 0.39 + 0.6561 * 0.268125
+    (0.9, 1): 1.29, (0.9, 2): 1.6059, (0.9, 3): 1.6059 + 0.6561 * 0.268125,
+    # lam = 1: h-step soft return plus bootstrap, e.g. h = 2:
+    # r_0 + gamma r_1 + gamma^2 V_2 - gamma alpha log pi(a_1) = 0.75 + 0.84375 + 0.18225 - 0.135
+    (1.0, 1): 1.29, (1.0, 2): 1.641,
+    (1.0, 3): 0.75 + 0.84375 + 0.81 * 0.609375 + 0.729 * 0.0375 - 0.135 - 0.81 * 0.15,
+}
+
+
+def _tiny_system(cont_after: list[float] | None = None):
+    calls = []
+
+    def step(s, a):
+        cont = cont_after[len(calls)] if cont_after else 1.0
+        calls.append(1)
+        return Prediction(s + a, s - a**2, torch.full_like(s, cont))
+
+    def q(s, a):
+        return s + a
+
+    def policy(s):
+        return -0.5 * s, torch.full_like(s, 0.3)
+
+    return q, step, policy
+
+
+@pytest.mark.parametrize(("lam", "horizon"), sorted(HAND))
+def test_retrace_matches_hand_computed_values(lam, horizon):
+    q, step, policy = _tiny_system()
+    est = retrace_estimate(q, step, policy, torch.tensor([1.0]), torch.tensor([0.5]),
+                           alpha=0.5, gamma=0.9, lam=lam, horizon=horizon)
+    torch.testing.assert_close(est, torch.tensor([HAND[lam, horizon]], dtype=torch.float32))
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.9, 1.0])
+def test_retrace_stops_bootstrapping_after_a_predicted_termination(lam):
+    # the first model step ends the episode: the estimate is r_0 = 0.75 for any h and lambda
+    q, step, policy = _tiny_system(cont_after=[0.0, 1.0, 1.0])
+    est = retrace_estimate(q, step, policy, torch.tensor([1.0]), torch.tensor([0.5]),
+                           alpha=0.5, gamma=0.9, lam=lam, horizon=3)
+    torch.testing.assert_close(est, torch.tensor([0.75]))
+
+
+def test_retrace_with_horizon_zero_is_the_q_estimate():
+    q, step, policy = _tiny_system()
+    est = retrace_estimate(q, step, policy, torch.tensor([1.0]), torch.tensor([0.5]),
+                           alpha=0.5, gamma=0.9, lam=0.9, horizon=0)
+    torch.testing.assert_close(est, torch.tensor([1.5]))
+
+
+def _mb_agent(tiny_cfg, planner="direct", **extra):
+    return Agent(tiny_cfg(planner, **{"value.kind": "model-based", **extra}), obs_dim=3,
+                 act_dim=2)
+
+
+def test_model_based_value_with_horizon_zero_equals_the_model_free_value(tiny_cfg):
+    agent = _mb_agent(tiny_cfg, **{"value.horizon": 0})
+    obs, actions = torch.randn(5, 3), torch.rand(5, 4, 2) * 2 - 1
+    torch.testing.assert_close(agent.value(obs, actions, 1.5),
+                               ModelFreeValue(agent.q)(obs, actions, 1.5))
+
+
+@pytest.mark.parametrize("planner", ["direct", "iterative", "adam", "cem"])
+def test_every_planner_plans_against_the_model_based_objective(tiny_cfg, planner):
+    agent = _mb_agent(tiny_cfg, planner if planner == "iterative" else "direct")
+    chosen = agent.planner_named(planner)
+    obs = torch.randn(4, 3)
+    objective = agent.objective(obs, 1.0, 10)
+    value, (g_mu, g_log_std) = objective.value_and_grad(torch.zeros(4, 2), torch.zeros(4, 2))
+    assert value.shape == (4,) and g_mu.abs().sum() > 0 and torch.isfinite(g_log_std).all()
+    with torch.no_grad():
+        plan = chosen.plan(objective, obs, iters=3)
+    assert plan.mu.shape == (4, 2) and len(plan.values) >= 1
+
+
+def _linear_buffer(rng, n=3000, obs_dim=3, act_dim=2):
+    """s' = s + 0.1 A a, r = s_0 - |a|^2, terminal when s_1 > 1.5."""
+    mix = np.arange(obs_dim * act_dim, dtype=np.float32).reshape(act_dim, obs_dim) / 5 - 0.5
+    buf = ReplayBuffer(obs_dim, act_dim, n)
+    for _ in range(n):
+        s = rng.standard_normal(obs_dim).astype(np.float32)
+        a = rng.uniform(-1, 1, act_dim).astype(np.float32)
+        s2 = s + 0.1 * a @ mix
+        buf.add(s, a, s[0] - (a**2).sum(), s2, bool(s2[1] > 1.5), False)
+    return buf
+
+
+def test_world_model_learns_a_linear_system_and_never_trains_on_held_out_rows(tiny_cfg):
+    torch.manual_seed(0)
+    agent = _mb_agent(tiny_cfg, **{"train.lr": 3e-3})
+    rng = np.random.default_rng(0)
+    buf = _linear_buffer(rng)
+    batch = buf.sample(64, rng)
+    assert (batch["model_weight"] == 0).any()
+    for _ in range(600):
+        metrics = agent.model_update(buf.sample(64, rng))
+    held = buf.holdout(1000)
+    assert held["model_weight"].sum() == 0 and len(held["obs"]) == 3000 // HOLDOUT_EVERY
+    error, no_change = agent.model.one_step_error(held["obs"], held["act"], held["next_obs"])
+    assert error < 0.1 * no_change, (error, no_change)
+    with torch.no_grad():
+        pred = agent.model(held["obs"], held["act"])
+    assert (pred.reward - held["rew"]).abs().mean() < 0.25 * held["rew"].abs().mean()
+    # termination: the model separates terminal from non-terminal transitions
+    done = held["done"].bool()
+    assert pred.cont[done].mean() < 0.5 < pred.cont[~done].mean()
+    assert metrics["model_loss"] < 0
+
+
+def test_held_out_rows_get_no_gradient():
+    model = WorldModel(3, 2, hidden=16)
+    obs, act, nxt = torch.randn(4, 3), torch.randn(4, 2), torch.randn(4, 3)
+    rew, done = torch.randn(4), torch.zeros(4)
+    weight = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    base = model.loss(obs, act, rew, nxt, done, weight)
+    nxt2 = nxt.clone()
+    nxt2[2] += 100.0  # changing a held-out row leaves the loss unchanged
+    torch.testing.assert_close(model.loss(obs, act, rew, nxt2, done, weight), base)
+
+
+def test_model_based_agent_update_trains_every_part(tiny_cfg):
+    agent = _mb_agent(tiny_cfg, planner="iterative")
+    rng = np.random.default_rng(1)
+    buf = _linear_buffer(rng, n=500)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    metrics = agent.update(buf.sample(32, rng))
+    assert {"model_loss", "distill_kl", "q_loss"} <= metrics.keys()
+    after = agent.state_dict()
+    for prefix in ("q.", "planner.", "model.", "rollout."):
+        changed = [k for k in after if k.startswith(prefix) and not torch.equal(after[k],
+                                                                                before[k])]
+        assert changed, prefix
+    assert set(agent.optimizer_state()) == {"q", "policy", "model"}

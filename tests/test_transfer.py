@@ -1,0 +1,120 @@
+"""Transfer: ``mbiapo plan --checkpoint mf.pt --model-based [--value mb.pt | --data FILE]``."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from mbiapo.agent import Agent
+from mbiapo.checkpoint import load_agent, save_checkpoint
+from mbiapo.cli import main
+from mbiapo.config import compose
+from mbiapo.train import start_run
+from mbiapo.transfer import from_checkpoint
+
+SMALL = ["train.warmup_steps=60", "train.eval_every=1000", "train.eval_episodes=1",
+         "planner.hidden=32", "value.hidden=32", "value.model_hidden=32", "train.batch_size=16",
+         "env.max_episode_steps=40", "value.model_pretrain=5"]
+
+
+def _train(out, planner, kind, steps=80, env="InvertedPendulum-v5"):
+    cfg = compose(env, planner, overrides=[*SMALL, f"train.steps={steps}", f"value.kind={kind}"])
+    start_run(cfg, out).run()
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("transfer")
+    return {"mf": _train(root / "mf", "iterative", "model-free"),
+            "mb": _train(root / "mb", "direct", "model-based"), "root": root}
+
+
+def _plan(capsys, *argv) -> dict:
+    code = main(["plan", "--episodes", "1", "--iters", "2", "--json", *argv])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_model_based_training_writes_model_metrics(runs):
+    header, *rows = (runs["mb"] / "metrics.csv").read_text().splitlines()
+    last = dict(zip(header.split(","), rows[-1].split(",")))
+    assert float(last["model_error_ratio"]) < 1.0  # better than predicting no change
+    agent, _ = load_agent(runs["mb"])
+    assert agent.model is not None and agent.rollout is not None
+
+
+def test_transfer_fits_a_model_on_the_saved_replay_and_caches_it(runs, capsys):
+    argv = ["--checkpoint", str(runs["mf"]), "--model-based", "--fit-steps", "30"]
+    first = _plan(capsys, *argv)
+    assert first["value"] == "model-based" and first["planner"] == "iterative"
+    assert first["value_source"].startswith("fitted on") and first["fit_steps"] == 30
+    assert first["latency_ms_mean"] > 0 and "model_free_return_mean" in first
+    assert first["return_vs_model_free"] == pytest.approx(
+        first["return_mean"] / first["model_free_return_mean"])
+    caches = list(runs["mf"].glob("checkpoint.mb-*.pt"))
+    assert len(caches) == 1
+    second = _plan(capsys, *argv)
+    assert second["value_source"].startswith("fitted (cached")
+    assert second["model_error"] == first["model_error"]
+    # other fit settings are another cache entry
+    _plan(capsys, *argv[:-1], "31")
+    assert len(list(runs["mf"].glob("checkpoint.mb-*.pt"))) == 2
+
+
+def test_transfer_takes_model_q_and_rollout_policy_from_a_model_based_checkpoint(runs, capsys):
+    result = _plan(capsys, "--checkpoint", str(runs["mf"]), "--model-based",
+                   "--value", str(runs["mb"]), "--planner", "cem")
+    assert result["value_source"] == str(runs["mb"]) and result["planner"] == "cem"
+    mf, _ = load_agent(runs["mf"])
+    mb, _ = load_agent(runs["mb"])
+    agent = from_checkpoint(mf, runs["mb"], "cpu")
+    for part, source in (("planner", mf), ("q", mb), ("model", mb), ("rollout", mb)):
+        for (name, p), q in zip(getattr(agent, part).state_dict().items(),
+                                getattr(source, part).state_dict().values()):
+            assert torch.equal(p, q), (part, name)
+    # copied, not shared: training the transferred agent leaves the sources alone
+    before = mb.q.w0.clone()
+    agent.q.w0.data.add_(1.0)
+    assert torch.equal(mb.q.w0, before)
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mbiapo: error: "), err
+    return err[0]
+
+
+def test_transfer_without_replay_data_says_what_to_pass(runs, capsys, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(runs["mf"] / "checkpoint.pt", bare / "checkpoint.pt")
+    assert main(["plan", "--checkpoint", str(bare), "--model-based"]) == 2
+    line = _error(capsys)
+    assert "no replay data" in line and "--value" in line and "--data" in line
+    assert main(["plan", "--checkpoint", str(bare), "--model-based", "--data",
+                 str(tmp_path / "none.h5")]) == 2
+    assert "data file not found" in _error(capsys)
+
+
+def test_value_checkpoint_for_another_env_is_refused(runs, capsys, tmp_path):
+    cfg = compose("Hopper-v5", "direct", overrides=[*SMALL, "value.kind=model-based"])
+    other = tmp_path / "hopper.pt"
+    save_checkpoint(other, Agent(cfg, 11, 3), {})
+    assert main(["plan", "--checkpoint", str(runs["mf"]), "--model-based", "--value",
+                 str(other)]) == 2
+    line = _error(capsys)
+    assert "Hopper-v5" in line and "InvertedPendulum-v5" in line
+
+
+def test_value_checkpoint_must_be_model_based(runs, capsys):
+    assert main(["plan", "--checkpoint", str(runs["mf"]), "--model-based", "--value",
+                 str(runs["mf"])]) == 2
+    assert "model-based checkpoint" in _error(capsys)
+
+
+def test_value_and_data_need_model_based(runs, capsys):
+    assert main(["plan", "--checkpoint", str(runs["mf"]), "--value", str(runs["mb"])]) == 2
+    assert "--model-based" in _error(capsys)
