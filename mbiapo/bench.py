@@ -1,5 +1,6 @@
 """``mbiapo bench``: update rates and acting latency on HalfCheetah-v5 shapes, against
-stable-baselines3's SAC (same network sizes and batch) measured in the same process."""
+stable-baselines3's SAC (same network sizes and batch) measured in the same process, and
+model-based agents (h = 2) against model-free ones."""
 
 import sys
 import time
@@ -43,20 +44,20 @@ def _random_buffer(rng: np.random.Generator, n: int = 10_000) -> ReplayBuffer:
     return buf
 
 
-def agent_update(planner: str):
+def agent_update(planner: str, value: str = "model-free"):
     """A function doing one update of a fresh agent on random HalfCheetah-shaped data."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    agent = Agent(compose(ENV_ID, planner), OBS_DIM, ACT_DIM)
+    agent = Agent(compose(ENV_ID, planner, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
     buf = _random_buffer(rng)
     return lambda: agent.update(buf.sample(256, rng))
 
 
-def agent_act(planner: str):
+def agent_act(planner: str, value: str = "model-free"):
     """A function planning one action (batch 1) with the given planner."""
     torch.manual_seed(0)
     trained = planner if planner in ("direct", "iterative") else "direct"
-    agent = Agent(compose(ENV_ID, trained), OBS_DIM, ACT_DIM)
+    agent = Agent(compose(ENV_ID, trained, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
     return lambda: agent.act(obs, planner=chosen)
@@ -76,10 +77,12 @@ def sb3_update(steps: int = 10):
     return lambda: model.train(gradient_steps=steps, batch_size=256)
 
 
-def run_bench(seconds: float = 5.0, with_sb3: bool = True) -> dict:
+def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: bool = True) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
     updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
+    if with_model_based:
+        updates |= {f"mb_{p}": agent_update(p, "model-based") for p in ("direct", "iterative")}
     sb3_steps = 10
     if with_sb3:
         sb3 = sb3_update(sb3_steps)
@@ -95,8 +98,13 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True) -> dict:
     result["iterative_update_cost_vs_direct"] = rates["direct"] / rates["iterative"]
     if "sb3_sac" in rates:
         result["direct_speedup_vs_sb3"] = rates["direct"] / rates["sb3_sac"]
+    if with_model_based:
+        for p in ("direct", "iterative"):
+            result[f"model_based_update_rate_vs_model_free_{p}"] = rates[f"mb_{p}"] / rates[p]
     log("measuring acting latency (batch 1) per planner...")
     acts = {planner: agent_act(planner) for planner in PLANNER_NAMES}
+    if with_model_based:
+        acts["mb_iterative"] = agent_act("iterative", "model-based")
     latency = _rates(acts, seconds * len(acts) / 2)
     result |= {f"act_latency_ms_{name}": 1e3 / rate for name, rate in latency.items()}
     return result
