@@ -157,3 +157,18 @@ def test_model_based_agent_update_trains_every_part(tiny_cfg):
                                                                                 before[k])]
         assert changed, prefix
     assert set(agent.optimizer_state()) == {"q", "policy", "model"}
+
+
+def test_running_normalizer_matches_the_statistics_of_all_batches():
+    from mbiapo.models.normalizer import RunningNormalizer
+
+    norm = RunningNormalizer(2)
+    batches = [torch.randn(n, 2) * torch.tensor([3.0, 0.5]) + 4.0 for n in (5, 17, 1, 40)]
+    for batch in batches:
+        norm.update(batch)
+    data = torch.cat(batches)
+    torch.testing.assert_close(norm.mean, data.mean(0))
+    torch.testing.assert_close(norm.var, data.var(0, correction=0))
+    z = norm.normalize(data)
+    torch.testing.assert_close(z.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.denormalize(z), data)
