@@ -12,16 +12,26 @@ def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("planner", ["direct", "iterative"])
-def test_checkpoint_round_trip_is_exact(tmp_path, tiny_cfg, planner):
-    trainer = start_run(tiny_cfg(planner, **{"train.steps": 120}), tmp_path / "run")
+@pytest.mark.parametrize(("planner", "value"), [("direct", "model-free"),
+                                               ("iterative", "model-free"),
+                                               ("direct", "model-based")])
+def test_checkpoint_round_trip_is_exact(tmp_path, tiny_cfg, planner, value):
+    cfg = tiny_cfg(planner, **{"train.steps": 120, "value.kind": value,
+                               "value.model_pretrain": 5, "value.model_hidden": 32})
+    trainer = start_run(cfg, tmp_path / "run")
     trainer.run()
     agent, payload = load_agent(tmp_path / "run" / "checkpoint.pt")
     assert payload["step"] == 120 and payload["env_id"] == "InvertedPendulum-v5"
     assert _states_equal(agent.state_dict(), trainer.agent.state_dict())
-    for name, opt in (("q", agent.q_opt), ("policy", agent.policy_opt)):
-        saved = trainer.agent.optimizer_state()[name]["state"]
-        assert all(_states_equal(saved[i], opt.state_dict()["state"][i]) for i in saved)
+    if value == "model-based":  # model, normalizer statistics and rollout policy included
+        assert any(k.startswith("model.obs_norm") for k in agent.state_dict())
+        assert agent.model.obs_norm.count > 0
+    saved_opts = trainer.agent.optimizer_state()
+    assert saved_opts.keys() == agent.optimizers().keys()
+    for name, opt in agent.optimizers().items():
+        saved = saved_opts[name]["state"]
+        assert saved and all(_states_equal(saved[i], opt.state_dict()["state"][i])
+                             for i in saved)
     obs = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     torch.manual_seed(3)
     before = trainer.agent.act(obs, deterministic=True)
