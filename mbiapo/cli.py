@@ -162,6 +162,10 @@ def cmd_plan(args) -> dict:
     if args.episodes < 1:
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     mf, planner = _load_for_run(args)
+    if mf.model is not None and not (args.value or args.data):
+        raise MbiapoError(f"{args.checkpoint} was trained model-based: plan with its own model "
+                          f"without --model-based, or pass --value MB_CKPT or --data FILE.h5 "
+                          f"to swap in another model")
     if args.value:
         agent, info = transfer.from_checkpoint(mf, args.value, args.device), \
             {"value_source": args.value}

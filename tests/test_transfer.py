@@ -118,3 +118,8 @@ def test_value_checkpoint_must_be_model_based(runs, capsys):
 def test_value_and_data_need_model_based(runs, capsys):
     assert main(["plan", "--checkpoint", str(runs["mf"]), "--value", str(runs["mb"])]) == 2
     assert "--model-based" in _error(capsys)
+
+
+def test_model_based_checkpoint_needs_no_transfer(runs, capsys):
+    assert main(["plan", "--checkpoint", str(runs["mb"]), "--model-based"]) == 2
+    assert "trained model-based" in _error(capsys)
