@@ -112,6 +112,8 @@ def _load_for_run(args):
     env = make_env(agent.cfg.env.id, agent.cfg.env.max_episode_steps)
     check_env_matches(payload, *env_dims(env), agent.cfg.env.id)
     env.close()
+    if args.episodes < 1:
+        raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     if args.iters is not None and args.iters < 1:
         raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
     return agent, agent.planner_named(args.planner)
@@ -138,8 +140,6 @@ def _episodes(agent, planner, args, with_latency: bool) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
-    if args.episodes < 1:
-        raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     agent, planner = _load_for_run(args)
     name = args.planner or agent.cfg.planner.name
     return _summary(agent, name, _episodes(agent, planner, args, False), False)
@@ -159,8 +159,6 @@ def cmd_plan(args) -> dict:
         raise MbiapoError("pass either --value MB_CKPT or --data FILE.h5, not both")
     if args.fit_steps < 1:
         raise MbiapoError(f"--fit-steps must be >= 1, got {args.fit_steps}")
-    if args.episodes < 1:
-        raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     mf, planner = _load_for_run(args)
     if mf.model is not None and not (args.value or args.data):
         raise MbiapoError(f"{args.checkpoint} was trained model-based: plan with its own model "
