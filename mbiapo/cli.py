@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbiapo.analyses import commands as analyses
 from mbiapo.config import PLANNER_NAMES, VALUE_KINDS, compose
 from mbiapo.errors import MbiapoError
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
     p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")
+    analyses.add_parsers(sub)
     return parser
 
 
@@ -191,6 +193,10 @@ def cmd_bench(args) -> dict:
 
 
 def _print_human(result: dict) -> None:
+    if "table" in result:  # an analysis: its table and where its files are
+        print(result["table"])
+        print(f"results in {result['out']}")
+        return
     for key, value in result.items():
         if isinstance(value, float):
             value = f"{value:.4g}"
@@ -204,12 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "plan": cmd_plan,
-                    "bench": cmd_bench}
+                    "bench": cmd_bench, **analyses.HANDLERS}
         result = handlers[args.command](args)
     except MbiapoError as e:
         print(f"mbiapo: error: {e}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
+        result.pop("table", None)
         print(json.dumps(result))
     else:
         _print_human(result)

@@ -164,12 +164,22 @@ def compose(env_id: str | None = None, planner: str | None = None,
     return cfg
 
 
-def planner_group(name: str, base: DictConfig) -> DictConfig:
+def planner_group(name: str, base: DictConfig, overrides: list[str] = ()) -> DictConfig:
     """``base`` (a planner config) with ``configs/planner/<name>.yaml``'s planner settings
-    on top: how a checkpoint builds a planner it was not trained with."""
+    and then ``planner.key=value`` overrides on top: how a checkpoint builds a planner it was
+    not trained with."""
     _check_choice("planner", name, PLANNER_NAMES)
     group = load_yaml(_config_file("planner", f"{name}.yaml"))
-    return _merge(base, group.get("planner", {}), f"configs/planner/{name}.yaml")
+    cfg = _merge(base, group.get("planner", {}), f"configs/planner/{name}.yaml")
+    cli = parse_overrides(list(overrides))
+    if set(cli) - {"planner"}:
+        raise MbiapoError(f"only planner.* settings can be overridden here, got "
+                          f"{', '.join(overrides)}")
+    cfg = _merge(cfg, cli.get("planner", {}), "override")
+    if not 0 < cfg.cem_elites <= cfg.cem_samples or cfg.iters < 1 or cfg.samples < 1:
+        raise MbiapoError("planner overrides need iters, samples >= 1 and "
+                          "0 < cem_elites <= cem_samples")
+    return cfg
 
 
 def _check_choice(key: str, value, choices: tuple[str, ...]) -> None:

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN
-from mbiapo.planners.base import Clock, Objective, Plan, initial_params, value_and_grad
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params, value_and_grad
 
 
 class AdamPlanner:
@@ -18,7 +18,8 @@ class AdamPlanner:
         self.lr = lr
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
-             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True,
+             callback: Callback | None = None) -> Plan:
         iters = self.iters if iters is None else iters
         clock = Clock(obs.device)
         mu, log_std = initial_params(obs, self.act_dim, init)
@@ -29,6 +30,8 @@ class AdamPlanner:
             mu.grad, log_std.grad = grads
             optimizer.step()
             log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
+            if callback is not None:
+                callback(k, mu.detach(), log_std.detach())
             if k + 1 < iters or record:
                 value, grads = value_and_grad(objective, mu, log_std, grad=k + 1 < iters)
                 plan.values.append(value)

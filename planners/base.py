@@ -13,6 +13,7 @@ through the planner network only, never through the value estimate a second time
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,14 +61,22 @@ class Plan:
         return torch.stack(self.values)
 
 
+Callback = Callable[[int, Tensor, Tensor], None]
+"""``callback(k, mu (B, A), log_std (B, A))`` after iteration k+1, with detached parameters
+that the planner may later change in place (clone what you keep)."""
+
+
 class Planner(Protocol):
-    """``plan(objective, obs (B, S), iters, init=(mu, log_std) or None, record) -> Plan``."""
+    """``plan(objective, obs (B, S), iters, init=(mu, log_std) or None, record, callback)
+    -> Plan``. ``callback`` lets analyses follow the search (paths, timings) without the
+    planner evaluating J for them."""
 
     trainable: bool
     iters: int
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
-             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan: ...
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True,
+             callback: Callback | None = None) -> Plan: ...
 
 
 def initial_params(obs: Tensor, act_dim: int,

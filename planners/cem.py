@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN, TanhGaussian
-from mbiapo.planners.base import Clock, Objective, Plan, initial_params
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params
 
 
 class CEMPlanner:
@@ -27,12 +27,13 @@ class CEMPlanner:
 
     @torch.no_grad()
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
-             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True,
+             callback: Callback | None = None) -> Plan:
         iters = self.iters if iters is None else iters
         clock = Clock(obs.device)
         mu, log_std = initial_params(obs, self.act_dim, init)
         plan = Plan(mu, log_std)
-        for _ in range(iters):
+        for k in range(iters):
             dist = TanhGaussian(mu, log_std)
             actions, u, _ = dist.rsample(self.samples)  # (B, N, A)
             score = objective.q(actions) - objective.alpha * dist.log_prob_pre_tanh(u)
@@ -43,6 +44,8 @@ class CEMPlanner:
             s = self.smoothing
             mu = s * mu + (1 - s) * new_mu
             log_std = (s * log_std + (1 - s) * new_log_std).clamp(self.min_log_std, LOG_STD_MAX)
+            if callback is not None:
+                callback(k, mu, log_std)
             if record:
                 plan.values.append(objective(mu, log_std))
                 plan.seconds.append(clock())

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from mbiapo.models.policy_nets import DirectPolicyNet
-from mbiapo.planners.base import Clock, Objective, Plan, surrogate_term, value_and_grad
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, surrogate_term, value_and_grad
 
 
 class DirectPlanner(nn.Module):
@@ -16,11 +16,14 @@ class DirectPlanner(nn.Module):
         self.net = DirectPolicyNet(obs_dim, act_dim, hidden, layers)
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
-             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True,
+             callback: Callback | None = None) -> Plan:
         """``iters`` and ``init`` are ignored: a direct planner has a single step."""
         training = torch.is_grad_enabled()
         clock = Clock(obs.device)
         mu, log_std = self.net(obs)
+        if callback is not None:
+            callback(0, mu.detach(), log_std.detach())
         plan = Plan(mu, log_std)
         if record or training:
             value, grads = value_and_grad(objective, mu, log_std, grad=training)

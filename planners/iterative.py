@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from mbiapo.models.policy_nets import IterativeAmortizerNet
 from mbiapo.planners.base import (
+    Callback,
     Clock,
     Objective,
     Plan,
@@ -26,7 +27,8 @@ class IterativePlanner(nn.Module):
         self.net = IterativeAmortizerNet(obs_dim, act_dim, hidden, layers)
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
-             init: tuple[Tensor, Tensor] | None = None, record: bool = True) -> Plan:
+             init: tuple[Tensor, Tensor] | None = None, record: bool = True,
+             callback: Callback | None = None) -> Plan:
         """K iterations from mu = 0, sigma = 1 (or ``init``). Each J(lambda_k) is evaluated
         once; its gradient feeds step k+1 and, when training, the surrogate loss."""
         training = torch.is_grad_enabled()
@@ -38,6 +40,8 @@ class IterativePlanner(nn.Module):
         surrogate = obs.new_zeros(())
         for k in range(iters):
             mu, log_std = self.net(obs, mu, log_std, *grads)
+            if callback is not None:
+                callback(k, mu.detach(), log_std.detach())
             if k + 1 < iters or record or training:
                 value, grads = value_and_grad(objective, mu, log_std,
                                               grad=k + 1 < iters or training)

@@ -1,0 +1,128 @@
+"""Shared pieces of the analyses: the value estimate to analyse, J under a common estimator,
+following a planner's search, and output folders."""
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mbiapo.agent import Agent
+from mbiapo.errors import MbiapoError
+from mbiapo.planners import Objective, Planner
+from mbiapo.planners.base import Clock
+from mbiapo.value import ModelFreeValue
+
+ObjectiveFn = Callable[[Tensor], Objective]
+"""``objective_fn(obs (B, S)) -> Objective`` for those states."""
+
+Params = tuple[Tensor, Tensor]
+
+
+def analysis_agent(checkpoint: str, value: str | None, device: str, seed: int = 0) -> Agent:
+    """The checkpoint's agent with the value estimate to analyse: ``None`` keeps its own,
+    "model-free" uses its Q ensemble, "model-based" its world model, or for a model-free
+    checkpoint the model fitted on its replay data (as ``mbiapo plan --model-based``; cached)."""
+    from mbiapo import transfer
+    from mbiapo.checkpoint import load_agent
+
+    agent, _ = load_agent(checkpoint, device)
+    if value == "model-free":
+        agent.value = ModelFreeValue(agent.q)
+    elif value == "model-based" and agent.model is None:
+        agent, _ = transfer.fitted(agent, checkpoint, None, 3000, seed)
+    return agent
+
+
+def agent_objective(agent: Agent, beta: float | None, samples: int | None) -> ObjectiveFn:
+    """J under the agent's value estimate with ``beta`` (default: value.beta_collect, what
+    the planner optimizes when acting) and ``samples`` per estimate (default planner.samples)."""
+    beta = agent.cfg.value.beta_collect if beta is None else beta
+    samples = agent.cfg.planner.samples if samples is None else samples
+    if samples < 1:
+        raise MbiapoError(f"--samples must be >= 1, got {samples}")
+    return lambda obs: agent.objective(obs, beta, samples)
+
+
+def evaluate(objective: Objective, params: list[Params], seed: int = 0) -> Tensor:
+    """J (K, B) at each of K parameter sets (mu, log_std) (B, A), every one with the same
+    random numbers, so differences between them are not sampling noise."""
+    values = []
+    with torch.no_grad(), torch.random.fork_rng(devices=_devices(params)):
+        for mu, log_std in params:
+            torch.manual_seed(seed)
+            values.append(objective(mu, log_std))
+    return torch.stack(values)
+
+
+def _devices(params: list[Params]) -> list[int]:
+    device = params[0][0].device if params else torch.device("cpu")
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
+           init: Params | None = None) -> tuple[list[Params], list[float]]:
+    """Run ``planner`` for ``iters`` iterations and return the parameters after each one and
+    the wall-clock seconds since the start at that point. The planner evaluates J only as far
+    as its own search needs; the analysis evaluates it afterwards with ``evaluate``."""
+    params, seconds = [], []
+    clock = Clock(obs.device)
+
+    def record(k: int, mu: Tensor, log_std: Tensor) -> None:
+        seconds.append(clock())
+        params.append((mu.clone(), log_std.clone()))
+
+    with torch.no_grad():  # trainable planners build no graph; adam enables grad itself
+        planner.plan(objective, obs, iters, init, record=False, callback=record)
+    return params, seconds
+
+
+def output_dir(out: Path, force: bool) -> Path:
+    """Create ``out``; refuse a non-empty folder unless ``force`` (never clobber results)."""
+    if out.exists() and not out.is_dir():
+        raise MbiapoError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise MbiapoError(f"--out {out} exists and is not empty; choose another folder or "
+                          f"pass --force to overwrite its results")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows with numeric fields as floats."""
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
+
+
+def _plain(value):
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def mean_std(values: Tensor) -> dict[str, float]:
+    """{"mean", "std"} of a 1-D tensor (population std)."""
+    return {"mean": values.mean().item(), "std": values.std(correction=0).item()}

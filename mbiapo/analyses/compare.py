@@ -1,0 +1,115 @@
+"""Compare planners on saved states (paper B.4, Fig. 18): every planner starts from the same
+initialisation on every state, batched; J after each iteration is evaluated afterwards with
+one common estimator (more samples, the same random numbers for every planner), so the
+timings cover the planners' own work only."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mbiapo.analyses.common import ObjectiveFn, Params, evaluate, follow, mean_std
+from mbiapo.planners import Planner
+
+
+@dataclass
+class Trace:
+    """One planner's search over B states: ``values`` J (K, B) after each iteration,
+    ``seconds[k]`` the wall-clock since the start after iteration k+1, ``params`` the
+    (mu, log_std) (B, A) after each iteration."""
+
+    values: Tensor
+    seconds: list[float]
+    params: list[Params]
+
+
+def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: ObjectiveFn,
+            obs: Tensor, iters: int, seed: int = 0) -> dict[str, Trace]:
+    """Run each planner for ``iters`` iterations (a direct planner has one) from mu = 0,
+    sigma = 1 on all states obs (B, S) at once, after a short untimed warm-up run."""
+    plan_objective, eval_objective = plan_fn(obs), eval_fn(obs)
+    traces = {}
+    for name, planner in planners.items():
+        follow(planner, plan_objective, obs, min(iters, 2))
+        torch.manual_seed(seed)
+        params, seconds = follow(planner, plan_objective, obs, iters)
+        traces[name] = Trace(evaluate(eval_objective, params, seed), seconds, params)
+    return traces
+
+
+def iterations_to_reach(curve: list[float], target: float) -> int | None:
+    """The first iteration (1-based) whose value is >= target, or None."""
+    return next((k + 1 for k, value in enumerate(curve) if value >= target), None)
+
+
+def reference_point(traces: dict[str, Trace]) -> tuple[str, int] | None:
+    """What the others must reach: the iterative planner after 5 iterations (the paper's),
+    else the direct planner's estimate."""
+    if "iterative" in traces:
+        return "iterative", min(5, len(traces["iterative"].seconds))
+    return ("direct", 1) if "direct" in traces else None
+
+
+def summarize(traces: dict[str, Trace]) -> dict:
+    """Per planner: J after 1, 5 and K iterations (mean and std over states), seconds per
+    iteration, and the iterations needed to reach the reference point; plus the paper's
+    ratios where the planners are present."""
+    reference = reference_point(traces)
+    target = None
+    if reference:
+        name, k = reference
+        target = traces[name].values[k - 1].mean().item()
+    planners = {}
+    for name, trace in traces.items():
+        iters = len(trace.seconds)
+        curve = trace.values.mean(1).tolist()
+        planners[name] = {
+            "iterations": iters,
+            **{f"J_at_{k}": mean_std(trace.values[min(k, iters) - 1]) for k in (1, 5)},
+            "J_final": mean_std(trace.values[-1]),
+            "seconds_per_iteration": trace.seconds[-1] / iters,
+            "iterations_to_reference": None if target is None or name == reference[0]
+            else iterations_to_reach(curve, target),
+        }
+    summary = {"reference": None if reference is None else
+               {"planner": reference[0], "iteration": reference[1], "J_mean": target},
+               "planners": planners}
+    if "iterative" in planners:
+        for other in ("adam", "cem"):
+            if other in planners:
+                summary[f"time_per_iteration_iterative_vs_{other}"] = (
+                    planners["iterative"]["seconds_per_iteration"]
+                    / planners[other]["seconds_per_iteration"])
+    return summary
+
+
+def csv_rows(traces: dict[str, Trace]) -> list[dict]:
+    """Long format: planner, iteration, seconds, state, objective."""
+    return [{"planner": name, "iteration": k + 1, "seconds": f"{trace.seconds[k]:.6g}",
+             "state": b, "objective": f"{value:.6g}"}
+            for name, trace in traces.items()
+            for k, row in enumerate(trace.values.tolist())
+            for b, value in enumerate(row)]
+
+
+def table(summary: dict) -> str:
+    """The printed comparison."""
+    ref = summary["reference"]
+    reach = f"iters to {ref['planner']}@{ref['iteration']} ({ref['J_mean']:.4g})" if ref else ""
+    rows = [f"{'planner':<10} {'J@1':>18} {'J@5':>18} {'J@K (K)':>24} {'ms/iter':>9}  {reach}"]
+    for name, p in summary["planners"].items():
+        cells = [f"{p[key]['mean']:.4g} ± {p[key]['std']:.3g}"
+                 for key in ("J_at_1", "J_at_5", "J_final")]
+        if name == (ref or {}).get("planner"):
+            steps = "(reference)"
+        elif ref:
+            steps = p["iterations_to_reference"] or "not reached"
+        else:
+            steps = ""
+        final = f"{cells[2]} ({p['iterations']})"
+        rows.append(f"{name:<10} {cells[0]:>18} {cells[1]:>18} {final:>24} "
+                    f"{1e3 * p['seconds_per_iteration']:>9.3g}  {steps}")
+    for key, value in summary.items():
+        if key.startswith("time_per_iteration"):
+            rows.append(f"{key.replace('_', ' ')}: {value:.2f}x")
+    return "\n".join(rows)
