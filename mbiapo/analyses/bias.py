@@ -93,6 +93,6 @@ def monte_carlo(agent: Agent, pairs: Pairs, rollouts: int, horizon: int, seed: i
 @torch.no_grad()
 def estimated_q(agent: Agent, pairs: Pairs, beta: float) -> np.ndarray:
     """Q-hat (n,) of the agent's value estimate with pessimism ``beta``."""
-    obs = torch.as_tensor(pairs.obs, device=agent.device)
-    actions = torch.as_tensor(pairs.actions, device=agent.device).unsqueeze(1)
+    obs = torch.as_tensor(pairs.obs, dtype=torch.float32, device=agent.device)
+    actions = torch.as_tensor(pairs.actions, dtype=torch.float32, device=agent.device)[:, None]
     return agent.value(obs, actions, beta)[:, 0].cpu().numpy()

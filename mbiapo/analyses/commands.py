@@ -313,10 +313,10 @@ def cmd_modes(args) -> dict:
     widest = distances.max(1).values.argmax().item()
     top = distances[widest].argmax().item()
     pairs = list(itertools.combinations(range(agent.act_dim), 2))
-    write_csv(out / "modes_runs.csv", [
-        {"pair": f"{x}-{y}", "run": r, "a_x": f"{a[x]:.6g}", "a_y": f"{a[y]:.6g}"}
-        for x, y in pairs for r, a in enumerate(actions[widest].tolist())] or [{"pair": ""}])
-    if pairs:  # J around the first run of the widest pair, and the runs' mixture density
+    if pairs:  # the widest state's runs, J around its first run, the runs' mixture density
+        write_csv(out / "modes_runs.csv", [
+            {"pair": f"{x}-{y}", "run": r, "a_x": f"{a[x]:.6g}", "a_y": f"{a[y]:.6g}"}
+            for x, y in pairs for r, a in enumerate(actions[widest].tolist())])
         first = i[top].item()
         eval_fn = agent_objective(agent, args.beta, args.eval_samples)
         write_csv(out / "modes_pairs.csv", _pair_rows(

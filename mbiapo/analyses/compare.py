@@ -31,7 +31,7 @@ def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: Objecti
     traces = {}
     for name, planner in planners.items():
         follow(planner, plan_objective, obs, min(iters, 2))
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + 1)  # the planners' samples differ from the estimator's
         params, seconds = follow(planner, plan_objective, obs, iters)
         traces[name] = Trace(evaluate(eval_objective, params, seed), seconds, params)
     return traces

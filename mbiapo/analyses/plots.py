@@ -61,9 +61,10 @@ def plot_gap(out: Path) -> list[Path]:
     return [_save(fig, out / "gap.png")]
 
 
-def _pair_panels(rows: list[dict], points: list[dict], summary: dict, path: Path,
-                 title: str) -> Path:
-    """One panel per pair of action dims: J filled contours, mixture density lines, points."""
+def _pair_panels(rows: list[dict], points: list[dict], path: Path, title: str,
+                 connect: bool = True) -> Path:
+    """One panel per pair of action dims: J filled contours, density lines if given, and
+    labelled points (joined into paths if ``connect``)."""
     pairs = _grouped(rows, "pair")
     cols = min(len(pairs), 5)
     fig, axes = plt.subplots((len(pairs) + cols - 1) // cols, cols,
@@ -80,8 +81,9 @@ def _pair_panels(rows: list[dict], points: list[dict], summary: dict, path: Path
                        levels=6, colors="white", linewidths=0.7)
         dx, dy = (int(d) for d in str(pair).split("-"))
         for label, group in _grouped([p for p in points if p["pair"] == pair], "label").items():
-            ax.plot([p["a_x"] for p in group], [p["a_y"] for p in group], ".-", ms=4,
-                    label=label)
+            ax.plot([p["a_x"] for p in group], [p["a_y"] for p in group],
+                    ".-" if connect else "o", ms=4 if connect else 6, mfc="none" if not connect
+                    else None, label=label)
         ax.set(xlabel=f"a[{dx}]", ylabel=f"a[{dy}]", xlim=(-1, 1), ylim=(-1, 1))
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
@@ -100,19 +102,21 @@ def plot_modes(out: Path) -> list[Path]:
     ax.hist(distances, bins=40, range=(0, summary["max_possible_distance"]))
     ax.set(xlabel="||tanh(mu_i) - tanh(mu_j)||", ylabel="pairs of runs",
            title=f"{summary['runs']} runs x {summary['states']} states")
-    hist = _save(fig, out / "modes.png")
-    runs = [r | {"label": "runs"} for r in read_csv(out / "modes_runs.csv")]
-    pairs = _pair_panels(read_csv(out / "modes_pairs.csv"), runs, summary,
-                         out / "modes_pairs.png",
-                         f"state {summary['widest_state']}: J and the runs' density")
-    return [hist, pairs]
+    figures = [_save(fig, out / "modes.png")]
+    if (out / "modes_pairs.csv").is_file():  # absent with a single action dim
+        runs = [r | {"label": "runs"} for r in read_csv(out / "modes_runs.csv")]
+        figures.append(_pair_panels(read_csv(out / "modes_pairs.csv"), runs,
+                                    out / "modes_pairs.png", connect=False,
+                                    title=f"state {summary['widest_state']}: J and the "
+                                    f"runs' density"))
+    return figures
 
 
 def plot_surface(out: Path) -> list[Path]:
     """J over two action dims with each planner's path (paper Figs. 1, 19)."""
     summary = json.loads((out / "summary.json").read_text())
     paths = [r | {"label": r["planner"]} for r in read_csv(out / "surface_paths.csv")]
-    return [_pair_panels(read_csv(out / "surface.csv"), paths, summary, out / "surface.png",
+    return [_pair_panels(read_csv(out / "surface.csv"), paths, out / "surface.png",
                          f"state {summary['state']}")]
 
 
