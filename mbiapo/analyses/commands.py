@@ -141,6 +141,8 @@ def _planners(agent, spec: str | None, overrides: list[str], default: list[str])
     from mbiapo.checkpoint import load_agent
     from mbiapo.config import planner_group
 
+    if overrides:  # check them even if no planner below takes them
+        planner_group(agent.cfg.planner.name, agent.cfg.planner, overrides)
     planners = {}
     for item in spec.split(",") if spec else default:
         name, _, source = item.strip().partition("=")
@@ -163,6 +165,9 @@ def _planners(agent, spec: str | None, overrides: list[str], default: list[str])
         else:
             cfg = planner_group(name, agent.cfg.planner, overrides)
             planners[name] = build_planner(name, cfg, agent.obs_dim, agent.act_dim)
+    if overrides and not {"adam", "cem"} & set(planners):
+        raise MbiapoError("planner.key=value overrides set the untrained planners (adam, cem), "
+                          "and none is listed")
     return planners
 
 
@@ -183,6 +188,8 @@ def cmd_states(args) -> dict:
     _positive(n=args.n, episodes=args.episodes)
     if args.out.exists() and not args.force:
         raise MbiapoError(f"{args.out} exists; choose another --out or pass --force")
+    if not args.out.parent.is_dir():
+        raise MbiapoError(f"folder {args.out.parent} does not exist")
     agent, _ = load_agent(args.checkpoint, args.device)
     states = collect_states(agent, args.n, args.seed, args.episodes, args.deterministic)
     save_states(args.out, states, agent, {"checkpoint": str(args.checkpoint), "seed": args.seed,
@@ -347,6 +354,8 @@ def _one_state(args, agent):
 
     from mbiapo.envs import make_env
 
+    if args.state < 0:
+        raise MbiapoError(f"--state must be >= 0, got {args.state}")
     if args.states:
         states = _states(args, agent)
         if not 0 <= args.state < len(states):
