@@ -232,6 +232,8 @@ def cmd_gap(args) -> dict:
         write_csv,
         write_json,
     )
+    from tqdm import tqdm
+
     from mbiapo.analyses.gap import amortization_gap
 
     _positive(steps=args.steps, samples=args.samples, eval_samples=args.eval_samples)
@@ -251,7 +253,7 @@ def cmd_gap(args) -> dict:
     refine = agent_objective(agent, args.beta, args.samples)(obs)
     score = agent_objective(agent, args.beta, args.eval_samples)(obs)
     rows, results = [], {}
-    for label, estimate in estimates.items():
+    for label, estimate in tqdm(estimates.items(), desc="gap", unit="planner", leave=False):
         before, after = amortization_gap(refine, score, obs, estimate, args.steps, args.lr,
                                          args.seed)
         rows += [{"state": b, "planner": label, "J_estimate": f"{x:.6g}",
@@ -275,11 +277,13 @@ def cmd_gap(args) -> dict:
 
 def _pair_rows(objective_fn, obs, mu, log_std, pairs, grid, seed, density=None) -> list[dict]:
     """Grid cells of J (and optionally a density) for every pair of action dims at one state."""
+    from tqdm import tqdm
+
     from mbiapo.analyses.surface import action_axis, grid_objective
 
     axis = action_axis(grid, obs.device)
     rows = []
-    for dims in pairs:
+    for dims in tqdm(pairs, desc="surfaces", unit="pair", leave=False, disable=len(pairs) < 2):
         j = grid_objective(objective_fn, obs, mu, log_std, dims, axis, seed)
         dens = density(dims, axis) if density else None
         for x in range(grid):

@@ -47,14 +47,18 @@ def agent_objective(agent: Agent, beta: float | None, samples: int | None) -> Ob
     return lambda obs: agent.objective(obs, beta, samples)
 
 
-def evaluate(objective: Objective, params: list[Params], seed: int = 0) -> Tensor:
+def evaluate(objective: Objective, params: list[Params], seed: int = 0,
+             on_step: Callable[[], object] | None = None) -> Tensor:
     """J (K, B) at each of K parameter sets (mu, log_std) (B, A), every one with the same
-    random numbers, so differences between them are not sampling noise."""
+    random numbers, so differences between them are not sampling noise. ``on_step()`` is
+    called after each set (progress bars)."""
     values = []
     with torch.no_grad(), torch.random.fork_rng(devices=_devices(params)):
         for mu, log_std in params:
             torch.manual_seed(seed)
             values.append(objective(mu, log_std))
+            if on_step:
+                on_step()
     return torch.stack(values)
 
 
@@ -64,7 +68,8 @@ def _devices(params: list[Params]) -> list[int]:
 
 
 def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
-           init: Params | None = None) -> tuple[list[Params], list[float]]:
+           init: Params | None = None,
+           on_step: Callable[[], object] | None = None) -> tuple[list[Params], list[float]]:
     """Run ``planner`` for ``iters`` iterations and return the parameters after each one and
     the wall-clock seconds since the start at that point. The planner evaluates J only as far
     as its own search needs; the analysis evaluates it afterwards with ``evaluate``."""
@@ -74,6 +79,8 @@ def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
     def record(k: int, mu: Tensor, log_std: Tensor) -> None:
         seconds.append(clock())
         params.append((mu.clone(), log_std.clone()))
+        if on_step:
+            on_step()
 
     with torch.no_grad():  # trainable planners build no graph; adam enables grad itself
         planner.plan(objective, obs, iters, init, record=False, callback=record)

@@ -3,10 +3,12 @@ initialisation on every state, batched; J after each iteration is evaluated afte
 one common estimator (more samples, the same random numbers for every planner), so the
 timings cover the planners' own work only."""
 
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from mbiapo.analyses.common import ObjectiveFn, Params, evaluate, follow, mean_std
 from mbiapo.planners import Planner
@@ -29,11 +31,17 @@ def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: Objecti
     sigma = 1 on all states obs (B, S) at once, after a short untimed warm-up run."""
     plan_objective, eval_objective = plan_fn(obs), eval_fn(obs)
     traces = {}
-    for name, planner in planners.items():
-        follow(planner, plan_objective, obs, min(iters, 2))
-        torch.manual_seed(seed + 1)  # the planners' samples differ from the estimator's
-        params, seconds = follow(planner, plan_objective, obs, iters)
-        traces[name] = Trace(evaluate(eval_objective, params, seed), seconds, params)
+    with tqdm(total=2 * iters * len(planners), desc="compare", unit="iter", leave=False,
+              file=sys.stderr) as bar:
+        for name, planner in planners.items():
+            bar.set_postfix_str(name)
+            follow(planner, plan_objective, obs, min(iters, 2))
+            torch.manual_seed(seed + 1)  # the planners' samples differ from the estimator's
+            params, seconds = follow(planner, plan_objective, obs, iters, on_step=bar.update)
+            bar.update(iters - len(params))  # a direct planner stops after one
+            values = evaluate(eval_objective, params, seed, on_step=bar.update)
+            bar.update(iters - len(params))
+            traces[name] = Trace(values, seconds, params)
     return traces
 
 
