@@ -223,6 +223,8 @@ def cmd_compare(args) -> dict:
 
 
 def cmd_gap(args) -> dict:
+    from tqdm import tqdm
+
     from mbiapo.analyses import plots
     from mbiapo.analyses.common import (
         agent_objective,
@@ -232,8 +234,6 @@ def cmd_gap(args) -> dict:
         write_csv,
         write_json,
     )
-    from tqdm import tqdm
-
     from mbiapo.analyses.gap import amortization_gap
 
     _positive(steps=args.steps, samples=args.samples, eval_samples=args.eval_samples)
