@@ -2,6 +2,7 @@
 following a planner's search, and output folders."""
 
 import csv
+import gc
 import json
 import math
 from collections.abc import Callable
@@ -82,8 +83,14 @@ def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
         if on_step:
             on_step()
 
-    with torch.no_grad():  # trainable planners build no graph; adam enables grad itself
-        planner.plan(objective, obs, iters, init, record=False, callback=record)
+    collecting = gc.isenabled()
+    gc.disable()  # as timeit does: a collection inside the timed search is not its cost
+    try:
+        with torch.no_grad():  # trainable planners build no graph; adam enables grad itself
+            planner.plan(objective, obs, iters, init, record=False, callback=record)
+    finally:
+        if collecting:
+            gc.enable()
     return params, seconds
 
 
