@@ -98,7 +98,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--planners", help="paths to draw, as for compare")
     p.add_argument("--iters", type=int, default=100, help="iterations of adam and cem paths")
     p.add_argument("--grid", type=int, default=41, help="grid points per dim")
-    _objective_flags(p, None, 100)
+    _objective_flags(p, None, 1000)
 
     p = sub.add_parser("bias", help="value bias against Monte Carlo returns (paper Fig. 3a)",
                        description="Q-hat minus soft Monte Carlo returns in the real "
@@ -303,7 +303,14 @@ def cmd_modes(args) -> dict:
     import torch
 
     from mbiapo.analyses import plots
-    from mbiapo.analyses.common import agent_objective, mean_std, output_dir, write_csv, write_json
+    from mbiapo.analyses.common import (
+        agent_objective,
+        evaluate,
+        mean_std,
+        output_dir,
+        write_csv,
+        write_json,
+    )
     from mbiapo.analyses.modes import mixture_density, pairwise_distances, planning_runs
 
     _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
@@ -317,9 +324,14 @@ def cmd_modes(args) -> dict:
                                 args.runs, args.iters, agent.act_dim, args.init_std, args.seed)
     actions = torch.tanh(mu)
     distances = pairwise_distances(actions)  # (N, P)
+    repeated = obs.repeat_interleave(args.runs, 0)  # J of every run: distinct modes score alike
+    values = evaluate(agent_objective(agent, args.beta, args.eval_samples)(repeated),
+                      [(mu.flatten(0, 1), log_std.flatten(0, 1))], args.seed)[0]
+    values = values.reshape(len(obs), args.runs)
     i, j = torch.triu_indices(args.runs, args.runs, 1)
     write_csv(out / "modes.csv", [
-        {"state": b, "run_i": i[p].item(), "run_j": j[p].item(), "distance": f"{d:.6g}"}
+        {"state": b, "run_i": i[p].item(), "run_j": j[p].item(), "distance": f"{d:.6g}",
+         "J_i": f"{values[b, i[p]].item():.6g}", "J_j": f"{values[b, j[p]].item():.6g}"}
         for b, row in enumerate(distances.tolist()) for p, d in enumerate(row)])
     widest = distances.max(1).values.argmax().item()
     top = distances[widest].argmax().item()
@@ -341,14 +353,17 @@ def cmd_modes(args) -> dict:
                "max_possible_distance": max_possible, "distance": mean_std(distances.flatten()),
                "distance_max": distances.max().item(),
                "pairs_over_10pct_of_max": (distances > 0.1 * max_possible).float().mean().item(),
-               "widest_state": widest, "widest_runs": [i[top].item(), j[top].item()]}
+               "widest_state": widest, "widest_runs": [i[top].item(), j[top].item()],
+               "J_spread_of_runs": mean_std(values.max(1).values - values.min(1).values)}
     write_json(out / "summary.json", summary)
     plots.plot_modes(out)
+    spread = summary["J_spread_of_runs"]
     table = (f"{args.runs} runs x {len(obs)} states, distances between tanh(mu) "
              f"(max possible {max_possible:.3g}): mean {summary['distance']['mean']:.3g} ± "
              f"{summary['distance']['std']:.3g}, max {summary['distance_max']:.3g} (state "
              f"{widest}); {100 * summary['pairs_over_10pct_of_max']:.1f}% of pairs further "
-             f"apart than 10% of the max")
+             f"apart than 10% of the max; best minus worst J of a state's runs "
+             f"{spread['mean']:.3g} ± {spread['std']:.3g}")
     return {**summary, "out": str(out), "table": table}
 
 

@@ -67,15 +67,20 @@ def _pair_panels(rows: list[dict], points: list[dict], path: Path, title: str,
     labelled points (joined into paths if ``connect``)."""
     pairs = _grouped(rows, "pair")
     cols = min(len(pairs), 5)
+    size = 3.2 if len(pairs) > 1 else 5.5
     fig, axes = plt.subplots((len(pairs) + cols - 1) // cols, cols,
-                             figsize=(3.2 * cols, 3 * ((len(pairs) + cols - 1) // cols)),
+                             figsize=(size * cols, size * 0.95 * ((len(pairs) + cols - 1) // cols)),
                              squeeze=False)
     for ax, (pair, cells) in zip(axes.flat, pairs.items()):
         g = int(round(len(cells) ** 0.5))
         ax_x = np.array([c["a_x"] for c in cells]).reshape(g, g)
         ax_y = np.array([c["a_y"] for c in cells]).reshape(g, g)
         j = np.array([c["objective"] for c in cells]).reshape(g, g)
-        ax.contourf(ax_x, ax_y, j, levels=20, cmap="viridis")
+        filled = ax.contourf(ax_x, ax_y, j, levels=20, cmap="viridis")
+        if len(pairs) == 1:
+            fig.colorbar(filled, ax=ax, label="J")
+        best = np.unravel_index(j.argmax(), j.shape)
+        ax.plot(ax_x[best], ax_y[best], "r*", ms=12, label="best on grid")
         if "density" in cells[0]:
             ax.contour(ax_x, ax_y, np.array([c["density"] for c in cells]).reshape(g, g),
                        levels=6, colors="white", linewidths=0.7)
