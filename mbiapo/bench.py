@@ -1,6 +1,6 @@
 """``mbiapo bench``: update rates and acting latency on HalfCheetah-v5 shapes, against
-stable-baselines3's SAC (same network sizes and batch) measured in the same process, and
-model-based agents (h = 2) against model-free ones."""
+stable-baselines3's SAC (same network sizes and batch) measured in the same process,
+model-based agents (h = 2) against model-free ones, and the time ``mbiapo compare`` needs."""
 
 import sys
 import time
@@ -77,7 +77,26 @@ def sb3_update(steps: int = 10):
     return lambda: model.train(gradient_steps=steps, batch_size=256)
 
 
-def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: bool = True) -> dict:
+def compare_seconds(states: int = 100, iters: int = 100) -> float:
+    """Wall-clock of ``mbiapo compare``'s work (planning and scoring, no file output) for
+    iterative, adam, cem and direct planners on ``states`` random HalfCheetah-shaped states."""
+    from mbiapo.analyses.common import agent_objective
+    from mbiapo.analyses.compare import compare
+
+    torch.manual_seed(0)
+    agent = Agent(compose(ENV_ID, "iterative"), OBS_DIM, ACT_DIM)
+    direct = Agent(compose(ENV_ID, "direct"), OBS_DIM, ACT_DIM)
+    planners = {"iterative": agent.planner, "adam": agent.planner_named("adam"),
+                "cem": agent.planner_named("cem"), "direct": direct.planner}
+    obs = torch.randn(states, OBS_DIM)
+    start = time.perf_counter()
+    compare(planners, agent_objective(agent, None, None), agent_objective(agent, None, 100),
+            obs, iters)
+    return time.perf_counter() - start
+
+
+def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: bool = True,
+              compare_size: tuple[int, int] | None = (100, 100)) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
     updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
@@ -107,4 +126,8 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         acts["mb_iterative"] = agent_act("iterative", "model-based")
     latency = _rates(acts, seconds * len(acts) / 2)
     result |= {f"act_latency_ms_{name}": 1e3 / rate for name, rate in latency.items()}
+    if compare_size:
+        states, iters = compare_size
+        log(f"timing compare: {states} states x 4 planners x {iters} iterations...")
+        result[f"compare_seconds_{states}x4x{iters}"] = compare_seconds(states, iters)
     return result

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
     p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")
+    p.add_argument("--no-compare", action="store_true", help="skip timing 'mbiapo compare'")
     analyses.add_parsers(sub)
     return parser
 
@@ -190,7 +191,8 @@ def cmd_bench(args) -> dict:
     from mbiapo.bench import run_bench
 
     return run_bench(seconds=args.seconds, with_sb3=not args.no_sb3,
-                     with_model_based=not args.no_model_based)
+                     with_model_based=not args.no_model_based,
+                     compare_size=None if args.no_compare else (100, 100))
 
 
 def _print_human(result: dict) -> None:

@@ -185,3 +185,33 @@ def test_monte_carlo_restores_the_pair_and_scores_its_first_reward():
     returns = monte_carlo(NoAgent(), pairs, rollouts=2, horizon=1, seed=0)
     assert returns.shape == (3, 2)
     assert np.allclose(returns, np.array(rewards)[:, None])
+
+
+def test_compare_plans_against_a_model_based_value_or_its_q_nets(tiny_cfg, tmp_path, capsys):
+    import json
+
+    from mbiapo.agent import Agent
+    from mbiapo.analyses.common import analysis_agent
+    from mbiapo.analyses.states import save_states
+    from mbiapo.checkpoint import save_checkpoint
+    from mbiapo.cli import main
+    from mbiapo.value import ModelBasedValue, ModelFreeValue
+
+    agent = Agent(tiny_cfg("iterative", **{"value.kind": "model-based"}), 4, 1)
+    save_checkpoint(tmp_path / "mb.pt", agent, {"step": 0})
+    save_states(tmp_path / "s.h5", np.random.default_rng(0).normal(size=(3, 4)).astype(
+        np.float32), agent, {})
+    assert isinstance(analysis_agent(str(tmp_path / "mb.pt"), None, "cpu").value,
+                      ModelBasedValue)
+    assert isinstance(analysis_agent(str(tmp_path / "mb.pt"), "model-free", "cpu").value,
+                      ModelFreeValue)
+    finals = {}
+    for value in ("model-based", "model-free"):
+        argv = ["compare", "--checkpoint", str(tmp_path / "mb.pt"), "--states",
+                str(tmp_path / "s.h5"), "--iters", "2", "--eval-samples", "4", "--value", value,
+                "--out", str(tmp_path / value), "--json"]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["value"] == value
+        finals[value] = summary["planners"]["adam"]["J_final"]["mean"]
+    assert finals["model-based"] != finals["model-free"]  # a different objective was planned
