@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbiapo import dataset_commands
 from mbiapo.analyses import commands as analyses
 from mbiapo.config import PLANNER_NAMES, VALUE_KINDS, compose
 from mbiapo.errors import MbiapoError
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder")
     p.add_argument("--config", help="YAML file merged over the packaged configs")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--offline", type=Path, metavar="DATASET", help="train from a fixed "
+                   "dataset (D4RL/Minari/mbiapo HDF5); --steps counts updates, the env is "
+                   "used only to evaluate (--env, else the dataset's, else no evaluation)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
@@ -74,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")
     p.add_argument("--no-compare", action="store_true", help="skip timing 'mbiapo compare'")
+    dataset_commands.add_parsers(sub)
     analyses.add_parsers(sub)
     return parser
 
@@ -82,22 +87,32 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _run_config(args, env: str | None):
+    explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
+    explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
+    explicit += [f"value.kind={args.value}"] if args.value else []
+    return compose(env, args.planner, args.config, [*args.overrides, *explicit])
+
+
 def cmd_train(args) -> dict:
     from mbiapo.train import Trainer, start_run
 
     if args.resume:
         if args.env or args.planner or args.value or args.config or args.out \
-                or args.seed is not None or args.overrides:
+                or args.seed is not None or args.overrides or args.offline:
             raise MbiapoError("--resume continues a run as configured; only --steps may change")
         trainer = Trainer.resume(args.resume, args.steps)
+    elif args.offline:
+        from mbiapo.offline import prepare, start_offline
+
+        if args.out is None:
+            raise MbiapoError("mbiapo train --offline needs --out DIR")
+        env, data = prepare(args.offline, args.env)
+        trainer = start_offline(_run_config(args, env), args.out, data)
     else:
         if args.out is None:
             raise MbiapoError("mbiapo train needs --out DIR (or --resume DIR)")
-        explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
-        explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
-        explicit += [f"value.kind={args.value}"] if args.value else []
-        cfg = compose(args.env, args.planner, args.config, [*args.overrides, *explicit])
-        trainer = start_run(cfg, args.out)
+        trainer = start_run(_run_config(args, args.env), args.out)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
     try:
         last = trainer.run()
@@ -227,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "plan": cmd_plan,
-                    "bench": cmd_bench, **analyses.HANDLERS}
+                    "bench": cmd_bench, **dataset_commands.HANDLERS, **analyses.HANDLERS}
         result = handlers[args.command](args)
     except MbiapoError as e:
         print(f"mbiapo: error: {e}", file=sys.stderr)

@@ -32,6 +32,14 @@ def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     return RescaleAction(env, -ones, ones)
 
 
+def action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The environment's own action bounds (low, high), each (A,), before rescaling."""
+    env = make_env(env_id)
+    space = env.unwrapped.action_space
+    env.close()
+    return space.low.astype(np.float64), space.high.astype(np.float64)
+
+
 def env_dims(env: gym.Env) -> tuple[int, int]:
     """(observation size, action size)."""
     return env.observation_space.shape[0], env.action_space.shape[0]

@@ -5,18 +5,17 @@ Transitions are stored with their own next observation, so terminal observations
 terminations (bootstrapping stops); ``timeouts`` marks truncations (it does not).
 """
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from mbiapo.datasets import FIELDS, Dataset, write_d4rl
 from mbiapo.errors import MbiapoError
 
 FORMAT_VERSION = 1
 HOLDOUT_EVERY = 10  # every 10th slot is held out from model training (model_weight 0)
-FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
 class ReplayBuffer:
@@ -76,20 +75,25 @@ class ReplayBuffer:
             return arr[: self.size]
         return np.concatenate([arr[self.ptr:], arr[: self.ptr]])
 
+    @classmethod
+    def from_dataset(cls, data: Dataset) -> "ReplayBuffer":
+        """A full buffer holding a dataset's arrays (shared, not copied); its actions must
+        already be in [-1, 1] (``datasets.read_for``)."""
+        if not data.actions_normalized:
+            raise ValueError("normalize the dataset's actions first")
+        buf = cls.__new__(cls)
+        buf.obs_dim, buf.act_dim = data.obs_dim, data.act_dim
+        buf.capacity = buf.size = len(data)
+        buf.ptr = 0
+        buf.data = {name: data.arrays[name] for name in FIELDS}
+        return buf
+
     def save(self, path: str | Path, metadata: dict[str, str | int | float]) -> None:
-        """Atomic write of the D4RL layout plus ``metadata/*`` (env id, format version...)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
-            for name in FIELDS:
-                f.create_dataset(name, data=self.chronological(name))
-            meta = f.create_group("metadata")
-            meta["format_version"] = FORMAT_VERSION
-            meta["capacity"] = self.capacity
-            meta["ring_position"] = self.ptr
-            for key, value in metadata.items():
-                meta[key] = value
-        os.replace(tmp, path)
+        """Atomic write of the D4RL layout plus ``metadata/*`` (env id, format version, and
+        actions "normalized": the agent's [-1, 1] units)."""
+        write_d4rl(path, {name: self.chronological(name) for name in FIELDS},
+                   {"format_version": FORMAT_VERSION, "capacity": self.capacity,
+                    "ring_position": self.ptr, "actions": "normalized", **metadata})
 
     @classmethod
     def load(cls, path: str | Path, capacity: int | None = None) -> "ReplayBuffer":

@@ -42,10 +42,15 @@ class Trainer:
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.train.buffer_size, cfg.train.steps))
         self.step = self.episodes = self.updates = 0
         self.wall_s = 0.0
+        self.evaluates = True  # offline runs without a known env cannot
 
     @classmethod
     def resume(cls, out: Path, steps: int | None) -> "Trainer":
         agent, payload = load_agent(out / "checkpoint.pt")
+        if "offline_dataset" in payload:
+            from mbiapo.offline import OfflineTrainer
+
+            return OfflineTrainer.resume_from(out, agent, payload, steps)
         cfg = agent.cfg
         if steps is not None:
             cfg.train.steps = steps
@@ -68,11 +73,13 @@ class Trainer:
         if self.cfg.train.save_replay:
             self.buffer.save(self.out / "replay.h5", {"env_id": self.cfg.env.id,
                                                       "source": "mbiapo train"})
-        save_checkpoint(self.out / "checkpoint.pt", self.agent, {
-            "step": self.step, "episodes": self.episodes, "updates": self.updates,
-            "wall_s": self.wall_s,
-            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state},
-        })
+        save_checkpoint(self.out / "checkpoint.pt", self.agent, self.state())
+
+    def state(self) -> dict:
+        """Counters and RNG states for the checkpoint."""
+        return {"step": self.step, "episodes": self.episodes, "updates": self.updates,
+                "wall_s": self.wall_s,
+                "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}}
 
     def pretrain_model(self) -> None:
         """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
@@ -81,7 +88,9 @@ class Trainer:
             self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
                                                        self.agent.device))
 
-    def evaluate(self) -> np.ndarray:
+    def evaluate(self) -> np.ndarray | None:
+        if not self.evaluates:
+            return None
         result = run_episodes(self.agent, self.cfg.env.id, self.cfg.train.eval_episodes,
                               EVAL_SEED + self.cfg.train.seed,
                               max_episode_steps=self.cfg.env.max_episode_steps)
@@ -145,23 +154,7 @@ class Trainer:
                 ups = (self.updates - tick_updates) / (now - tick)
                 self.wall_s += now - start
                 start = now
-                returns = self.evaluate()
-                last = {
-                    "step": self.step, "episodes": self.episodes, "updates": self.updates,
-                    "wall_s": round(self.wall_s, 2),
-                    "train_return": np.mean(finished) if finished else "",
-                    "eval_return_mean": returns.mean(), "eval_return_std": returns.std(),
-                    "updates_per_s": round(ups, 2),
-                    **{k: torch.stack([s[k] for s in stats]).mean().item()
-                       for k in LOSSES if stats and k in stats[0]},
-                    **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
-                }
-                writer.writerow(last)
-                f.flush()
-                if stats and not all(np.isfinite(v) for k, v in last.items() if k in LOSSES):
-                    raise MbiapoError(f"training diverged before step {self.step} (non-finite "
-                                      f"losses); the last checkpoint in {self.out} is kept")
-                bar.set_postfix(eval=f"{returns.mean():.1f}", upd_s=f"{ups:.1f}")
+                last = self.report(writer, f, bar, stats, finished, ups)
                 finished, stats = [], []
                 tick, tick_updates = time.perf_counter(), self.updates
                 start = tick
@@ -172,6 +165,31 @@ class Trainer:
                 self.save()
         self.wall_s += time.perf_counter() - start
         return last
+
+
+    def report(self, writer: csv.DictWriter, f, bar: tqdm, stats: list[dict],
+               finished: list[float], ups: float) -> dict:
+        """Evaluate (when the env is known), write one metrics row and stop on divergence."""
+        returns = self.evaluate()
+        row = {
+            "step": self.step, "episodes": self.episodes, "updates": self.updates,
+            "wall_s": round(self.wall_s, 2),
+            "train_return": np.mean(finished) if finished else "",
+            "eval_return_mean": "" if returns is None else returns.mean(),
+            "eval_return_std": "" if returns is None else returns.std(),
+            "updates_per_s": round(ups, 2),
+            **{k: torch.stack([s[k] for s in stats]).mean().item()
+               for k in LOSSES if stats and k in stats[0]},
+            **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
+        }
+        writer.writerow(row)
+        f.flush()
+        if stats and not all(np.isfinite(v) for k, v in row.items() if k in LOSSES):
+            raise MbiapoError(f"training diverged before step {self.step} (non-finite "
+                              f"losses); the last checkpoint in {self.out} is kept")
+        bar.set_postfix(upd_s=f"{ups:.1f}", **({} if returns is None else
+                                                {"eval": f"{returns.mean():.1f}"}))
+        return row
 
 
 def start_run(cfg: DictConfig, out: Path) -> Trainer:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import load_agent
+from mbiapo.datasets import read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.replay import ReplayBuffer
@@ -90,10 +91,8 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
         state = torch.load(cache, map_location=agent.device, weights_only=True)
         _load_fitted(agent, state, cache)
         return agent, {"value_source": f"fitted (cached {cache.name})", **state["info"]}
-    buffer = ReplayBuffer.load(data)
-    if (buffer.obs_dim, buffer.act_dim) != (mf.obs_dim, mf.act_dim):
-        raise MbiapoError(f"{data}: observation/action sizes {buffer.obs_dim}/{buffer.act_dim} "
-                          f"do not match the checkpoint's {_describe(mf)}")
+    buffer = ReplayBuffer.from_dataset(
+        read_for(data, mf.cfg.env.id, mf.obs_dim, mf.act_dim, "the checkpoint"))
     info = fit(agent, mf, buffer, fit_steps, seed)
     state = {"model": agent.model.state_dict(), "rollout": agent.rollout.state_dict(),
              "info": info}

@@ -1,0 +1,78 @@
+"""Dataset collection and inspection: ``mbiapo collect`` and ``mbiapo dataset info``."""
+
+import numpy as np
+import torch
+
+from mbiapo.agent import Agent
+from mbiapo.datasets import FIELDS, Dataset, normalized_actions
+from mbiapo.envs import action_bounds, make_env
+from mbiapo.planners import Planner
+
+
+def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
+            planner: Planner | None = None, noise: float = 0.0,
+            max_episode_steps: int | None = None) -> dict[str, np.ndarray]:
+    """Play ``episodes`` episodes (seeds seed, seed+1, ...) side by side with the agent's
+    planner acting by tanh(mu) plus Gaussian noise of std ``noise`` (in [-1, 1] units,
+    clipped), or uniformly at random when ``agent`` is None. Returns the D4RL arrays in
+    episode order with actions in the environment's own units."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    envs = [make_env(env_id, max_episode_steps) for _ in range(episodes)]
+    rows: list[list[tuple]] = [[] for _ in range(episodes)]
+    obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    act_dim = envs[0].action_space.shape[0]
+    live = list(range(episodes))
+    while live:
+        if agent is None:
+            actions = rng.uniform(-1, 1, (len(live), act_dim))
+        else:
+            actions = agent.act(np.stack([obs[i] for i in live]), True, planner)
+            actions = np.clip(actions + noise * rng.standard_normal(actions.shape), -1, 1)
+        still = []
+        for i, action in zip(live, actions.astype(np.float32)):
+            next_obs, reward, terminated, truncated, _ = envs[i].step(action)
+            rows[i].append((obs[i], action, reward, next_obs, terminated, truncated))
+            obs[i] = next_obs
+            if not (terminated or truncated):
+                still.append(i)
+        live = still
+    for env in envs:
+        env.close()
+    flat = [row for episode in rows for row in episode]
+    arrays = {name: np.asarray(column, dtype) for name, column, dtype in zip(
+        FIELDS, zip(*flat), (np.float32, np.float32, np.float32, np.float32, bool, bool))}
+    low, high = action_bounds(env_id)
+    arrays["actions"] = (low + (arrays["actions"] + 1) / 2 * (high - low)).astype(np.float32)
+    return arrays
+
+
+def describe(data: Dataset, check_env: bool = True) -> dict:
+    """What ``mbiapo dataset info`` prints: layout, sizes, episode returns, ends, env id and
+    the validation against the env's action space (when the env is known)."""
+    from mbiapo.envs import env_dims
+
+    returns = data.episode_returns()
+    a = data.arrays
+    info = {"path": str(data.path), "layout": data.layout, "env_id": data.env_id,
+            "transitions": len(data), "episodes": len(returns),
+            "obs_dim": data.obs_dim, "act_dim": data.act_dim,
+            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "return_min": float(returns.min()), "return_max": float(returns.max()),
+            "terminations": int(a["terminals"].sum()), "truncations": int(a["timeouts"].sum()),
+            "actions": "normalized [-1, 1]" if data.actions_normalized else "env units",
+            "next_observations": "rebuilt from observations" if data.reconstructed_next
+            else "stored", "dropped_rows": data.dropped}
+    if check_env and data.env_id:
+        env = make_env(data.env_id)
+        sizes = env_dims(env)
+        env.close()
+        from mbiapo.datasets import check_sizes
+
+        check_sizes(data, *sizes, data.env_id)
+        normalized_actions(data, *action_bounds(data.env_id))
+        info["validation"] = f"ok against {data.env_id}"
+    elif check_env:
+        normalized_actions(data, None, None)
+        info["validation"] = "ok (no environment recorded: actions checked against [-1, 1])"
+    return info

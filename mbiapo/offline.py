@@ -1,0 +1,106 @@
+"""Offline training: the same agent update on batches of a fixed dataset, never stepping the
+environment except to evaluate (when the env is known). ``train.steps`` counts updates."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mbiapo.agent import Agent
+from mbiapo.checkpoint import save_checkpoint
+from mbiapo.datasets import Dataset, check_sizes, normalized_actions, read_dataset, read_for
+from mbiapo.envs import action_bounds, env_dims, make_env
+from mbiapo.errors import MbiapoError
+from mbiapo.replay import ReplayBuffer
+from mbiapo.train import Trainer
+
+NO_ENV = "none"  # env.id of an offline run whose dataset names no environment
+
+
+class OfflineTrainer(Trainer):
+    def __init__(self, cfg: DictConfig, out: Path, data: Dataset, agent: Agent | None = None):
+        """A new offline run on a validated dataset whose actions are in [-1, 1] (or,
+        ``agent`` given, the frame a checkpointed run resumes in)."""
+        self.cfg, self.out, self.dataset = cfg, out, data.path
+        self.evaluates = cfg.env.id != NO_ENV
+        self.buffer = ReplayBuffer.from_dataset(data)
+        torch.manual_seed(cfg.train.seed)
+        self.rng = np.random.default_rng(cfg.train.seed)
+        self.agent = agent or Agent(cfg, data.obs_dim, data.act_dim)
+        self.step = self.episodes = self.updates = 0
+        self.wall_s = 0.0
+
+    @classmethod
+    def resume_from(cls, out: Path, agent: Agent, payload: dict,
+                    steps: int | None) -> "OfflineTrainer":
+        if steps is not None:
+            agent.cfg.train.steps = steps
+        env_id = None if agent.cfg.env.id == NO_ENV else agent.cfg.env.id
+        data = read_for(payload["offline_dataset"], env_id, agent.obs_dim, agent.act_dim,
+                        f"the run in {out}")
+        trainer = cls(agent.cfg, out, data, agent)
+        trainer.step, trainer.updates = payload["step"], payload["updates"]
+        trainer.wall_s = payload["wall_s"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        trainer.rng.bit_generator.state = payload["rng"]["numpy"]
+        return trainer
+
+    def save(self) -> None:
+        save_checkpoint(self.out / "checkpoint.pt", self.agent,
+                        {**self.state(), "offline_dataset": str(self.dataset)})
+
+    def _loop(self, writer, f, bar) -> dict:
+        t = self.cfg.train
+        if self.step == 0 and self.agent.model is not None:
+            self.pretrain_model()
+        stats, last = [], {}
+        tick, tick_updates, start = time.perf_counter(), self.updates, time.perf_counter()
+        while self.step < t.steps:
+            batch = self.buffer.sample(t.batch_size, self.rng, self.agent.device)
+            stats.append(self.agent.update(batch))
+            self.step += 1
+            self.updates += 1
+            bar.update(1)
+            if self.step % t.eval_every == 0 or self.step == t.steps:
+                now = time.perf_counter()
+                self.wall_s += now - start
+                last = self.report(writer, f, bar, stats, [],
+                                   (self.updates - tick_updates) / (now - tick))
+                stats, tick, tick_updates = [], time.perf_counter(), self.updates
+                start = tick
+            if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                self.save()
+        self.wall_s += time.perf_counter() - start
+        return last
+
+
+def prepare(dataset: Path, env: str | None) -> tuple[str, Dataset]:
+    """Read and validate the dataset once. The env to evaluate on is --env, else the
+    dataset's, else NO_ENV (said on stderr); its sizes and action space must fit the data."""
+    data = read_dataset(dataset)
+    if env and data.env_id and env != data.env_id:
+        raise MbiapoError(f"{dataset}: recorded on {data.env_id}, but --env is {env}")
+    env = env or data.env_id
+    if env is None:
+        print(f"mbiapo: {dataset} names no environment and no --env was given: training "
+              f"without evaluation", file=sys.stderr)
+        normalized_actions(data, None, None)
+        return NO_ENV, data
+    probe = make_env(env)
+    check_sizes(data, *env_dims(probe), env)
+    probe.close()
+    normalized_actions(data, *action_bounds(env))
+    return env, data
+
+
+def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:
+    if (out / "checkpoint.pt").exists():
+        raise MbiapoError(f"{out} already holds a run; continue it with "
+                          f"'mbiapo train --resume {out}' or pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = OfflineTrainer(cfg, out, data)
+    OmegaConf.save(cfg, out / "config.yaml")
+    return trainer
