@@ -1,6 +1,7 @@
 """``mbiapo bench``: update rates and acting latency on HalfCheetah-v5 shapes, against
 stable-baselines3's SAC (same network sizes and batch) measured in the same process,
-model-based agents (h = 2) against model-free ones, and the time ``mbiapo compare`` needs."""
+model-based agents (h = 2) against model-free ones, the time ``mbiapo compare`` needs, and
+loading a 1M-transition D4RL file."""
 
 import sys
 import time
@@ -95,8 +96,57 @@ def compare_seconds(states: int = 100, iters: int = 100) -> float:
     return time.perf_counter() - start
 
 
+def dataset_load(rows: int = 1_000_000, next_observations: bool = True) -> dict[str, float]:
+    """Seconds to read a ``rows``-transition HalfCheetah-shaped D4RL file (warm page cache)
+    into replay arrays, and the peak of memory allocated while reading (tracemalloc) over
+    the arrays' own bytes."""
+    import gc
+    import tempfile
+    import tracemalloc
+    from pathlib import Path
+
+    from mbiapo.datasets import FIELDS, normalized_actions, read_dataset, write_d4rl
+
+    rng = np.random.default_rng(0)
+    arrays = {"observations": rng.standard_normal((rows, OBS_DIM), np.float32),
+              "actions": rng.uniform(-1, 1, (rows, ACT_DIM)).astype(np.float32),
+              "rewards": rng.standard_normal(rows, np.float32),
+              "terminals": np.zeros(rows, bool), "timeouts": np.arange(rows) % 1000 == 999}
+    arrays["next_observations"] = np.roll(arrays["observations"], -1, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.h5"
+        write_d4rl(path, {k: arrays[k] for k in FIELDS}, {})
+        if not next_observations:
+            import h5py
+
+            with h5py.File(path, "a") as f:
+                del f["next_observations"]
+        del arrays
+        gc.collect()
+
+        def load():
+            data = read_dataset(path)
+            normalized_actions(data, None, None)
+            return ReplayBuffer.from_dataset(data)
+
+        start = time.perf_counter()
+        buffer = load()
+        seconds = time.perf_counter() - start
+        array_bytes = sum(a.nbytes for a in buffer.data.values())
+        del buffer
+        gc.collect()
+        tracemalloc.start()
+        load()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    suffix = "" if next_observations else "_rebuilt_next"
+    return {f"dataset_load_seconds_{rows // 1000}k{suffix}": seconds,
+            f"dataset_load_peak_vs_array_bytes{suffix}": peak / array_bytes}
+
+
 def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: bool = True,
-              compare_size: tuple[int, int] | None = (100, 100)) -> dict:
+              compare_size: tuple[int, int] | None = (100, 100),
+              dataset_rows: int | None = 1_000_000) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
     updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
@@ -130,4 +180,8 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         states, iters = compare_size
         log(f"timing compare: {states} states x 4 planners x {iters} iterations...")
         result[f"compare_seconds_{states}x4x{iters}"] = compare_seconds(states, iters)
+    if dataset_rows:
+        log(f"timing dataset loading: {dataset_rows} transitions, with and without "
+            f"next_observations...")
+        result |= dataset_load(dataset_rows) | dataset_load(dataset_rows, False)
     return result

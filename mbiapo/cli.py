@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")
     p.add_argument("--no-compare", action="store_true", help="skip timing 'mbiapo compare'")
+    p.add_argument("--no-dataset", action="store_true", help="skip timing dataset loading")
     dataset_commands.add_parsers(sub)
     analyses.add_parsers(sub)
     return parser
@@ -207,7 +208,8 @@ def cmd_bench(args) -> dict:
 
     return run_bench(seconds=args.seconds, with_sb3=not args.no_sb3,
                      with_model_based=not args.no_model_based,
-                     compare_size=None if args.no_compare else (100, 100))
+                     compare_size=None if args.no_compare else (100, 100),
+                     dataset_rows=None if args.no_dataset else 1_000_000)
 
 
 def _print_human(result: dict) -> None:

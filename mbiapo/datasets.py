@@ -275,7 +275,7 @@ def normalized_actions(data: Dataset, low: np.ndarray | None, high: np.ndarray |
         actions -= (low + high) / 2
         actions *= 2 / (high - low)
         np.clip(actions, -1.0, 1.0, out=actions)
-        data.actions_normalized = True
+    data.actions_normalized = True
 
 
 def _fmt(values: np.ndarray) -> str:
