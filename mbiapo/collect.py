@@ -52,7 +52,7 @@ def describe(data: Dataset, check_env: bool = True) -> dict:
     the validation against the env's action space (when the env is known)."""
     from mbiapo.envs import env_dims
 
-    returns = data.episode_returns()
+    returns = data.returns
     a = data.arrays
     info = {"path": str(data.path), "layout": data.layout, "env_id": data.env_id,
             "transitions": len(data), "episodes": len(returns),

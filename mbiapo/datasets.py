@@ -38,6 +38,11 @@ class Dataset:
     metadata: dict = field(default_factory=dict)
     reconstructed_next: bool = False  # next_observations rebuilt from observations[i + 1]
     dropped: int = 0  # rows without a next observation (truncated episode ends)
+    returns: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per episode, as read
+
+    def __post_init__(self):
+        if not len(self.returns):
+            self.returns = episode_returns(self.arrays)
 
     def __len__(self) -> int:
         return len(self.arrays["rewards"])
@@ -50,13 +55,15 @@ class Dataset:
     def act_dim(self) -> int:
         return self.arrays["actions"].shape[1]
 
-    def episode_returns(self) -> np.ndarray:
-        """Undiscounted return of each episode (the last one may be unfinished)."""
-        ends = np.flatnonzero(self.arrays["terminals"] | self.arrays["timeouts"])
-        if len(ends) == 0 or ends[-1] != len(self) - 1:
-            ends = np.append(ends, len(self) - 1)
-        sums = np.cumsum(self.arrays["rewards"], dtype=np.float64)[ends]
-        return np.diff(sums, prepend=0.0)
+
+
+def episode_returns(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Undiscounted return of each episode (the last one may be unfinished)."""
+    n = len(arrays["rewards"])
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    if len(ends) == 0 or ends[-1] != n - 1:
+        ends = np.append(ends, n - 1)
+    return np.diff(np.cumsum(arrays["rewards"], dtype=np.float64)[ends], prepend=0.0)
 
 
 def _fail(path: Path, problem: str) -> MbiapoError:
@@ -105,6 +112,7 @@ def _read_into(path: Path, ds: h5py.Dataset, out: np.ndarray, name: str,
 
 def _vector_rows(path: Path, ds: h5py.Dataset, name: str) -> tuple[int, int]:
     """(rows, width) of an (N, D) dataset; (N,) counts as width 1."""
+    _check_dataset(path, ds, name)
     if ds.ndim == 1:
         return ds.shape[0], 1
     if ds.ndim == 2:
@@ -112,7 +120,13 @@ def _vector_rows(path: Path, ds: h5py.Dataset, name: str) -> tuple[int, int]:
     raise _fail(path, f"'{name}' has shape {ds.shape}, expected (N, D) (flat Box spaces only)")
 
 
+def _check_dataset(path: Path, item, name: str) -> None:
+    if not isinstance(item, h5py.Dataset):
+        raise _fail(path, f"'{name}' is a group, expected an array (flat Box spaces only)")
+
+
 def _scalar_rows(path: Path, ds: h5py.Dataset, name: str) -> int:
+    _check_dataset(path, ds, name)
     if ds.ndim == 1 or (ds.ndim == 2 and ds.shape[1] == 1):
         return ds.shape[0]
     raise _fail(path, f"'{name}' has shape {ds.shape}, expected (N,) or (N, 1)")
@@ -158,7 +172,8 @@ def _read_d4rl(path: Path, f: h5py.File) -> Dataset:
     meta = _read_metadata(f.get("metadata"))
     normalized = meta.get("actions") == "normalized" or "ring_position" in meta
     layout = "mbiapo" if "ring_position" in meta or "source" in meta else "d4rl"
-    data = Dataset(path, layout, arrays, meta.get("env_id"), normalized, meta)
+    data = Dataset(path, layout, arrays, meta.get("env_id"), normalized, meta,
+                   returns=episode_returns(arrays))
     if not has_next:
         _rebuild_next(data)
     return data
@@ -167,15 +182,20 @@ def _read_d4rl(path: Path, f: h5py.File) -> Dataset:
 def _rebuild_next(data: Dataset) -> None:
     """next_observations[i] = observations[i + 1] inside an episode. A terminal row keeps its
     own observation (its next one is never used: bootstrapping stops); rows that end an episode
-    by time limit, and a last row that ends nothing, have no next observation and are dropped."""
+    by time limit, and a last row that ends nothing, have no next observation and are dropped.
+    The row before a dropped time-limit row then ends its episode as a truncation (its next
+    observation is real), so episodes keep their boundaries."""
     a = data.arrays
     n = len(data)
     a["next_observations"][:-1] = a["observations"][1:]
     a["next_observations"][-1] = a["observations"][-1]
-    terminal = a["terminals"]
+    terminal, timeouts = a["terminals"], a["timeouts"]
     a["next_observations"][terminal] = a["observations"][terminal]
-    keep = ~a["timeouts"]
+    keep = ~timeouts
     keep[-1] &= terminal[-1]
+    cut = np.flatnonzero(timeouts[1:] & ~terminal[1:]) + 1  # dropped time-limit rows
+    cut = cut[~(terminal[cut - 1] | timeouts[cut - 1])]  # whose episode goes on before them
+    timeouts[cut - 1] = True
     data.reconstructed_next, data.dropped = True, int(n - keep.sum())
     if data.dropped:
         if data.dropped == n:
@@ -267,7 +287,7 @@ def normalized_actions(data: Dataset, low: np.ndarray | None, high: np.ndarray |
     bad = (actions < low - tol) | (actions > high + tol)
     if bad.any():
         row = int(np.flatnonzero(bad.any(1))[0])
-        hint = "" if data.env_id or data.actions_normalized else (
+        hint = "" if units != "[-1, 1]" or data.actions_normalized else (
             "; pass --env ENV so that they can be rescaled from its action space")
         raise _fail(data.path, f"actions outside {units} (row {row}: "
                     f"{_fmt(actions[row])}){hint}")
