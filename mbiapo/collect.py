@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from mbiapo.agent import Agent
-from mbiapo.datasets import FIELDS, Dataset, normalized_actions
-from mbiapo.envs import action_bounds, make_env
+from mbiapo.datasets import FIELDS, Dataset, check_sizes, normalized_actions
+from mbiapo.envs import action_bounds, env_dims, make_env
 from mbiapo.planners import Planner
 
 
@@ -50,8 +50,6 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
 def describe(data: Dataset, check_env: bool = True) -> dict:
     """What ``mbiapo dataset info`` prints: layout, sizes, episode returns, ends, env id and
     the validation against the env's action space (when the env is known)."""
-    from mbiapo.envs import env_dims
-
     returns = data.returns
     a = data.arrays
     info = {"path": str(data.path), "layout": data.layout, "env_id": data.env_id,
@@ -67,8 +65,6 @@ def describe(data: Dataset, check_env: bool = True) -> dict:
         env = make_env(data.env_id)
         sizes = env_dims(env)
         env.close()
-        from mbiapo.datasets import check_sizes
-
         check_sizes(data, *sizes, data.env_id)
         normalized_actions(data, *action_bounds(data.env_id))
         info["validation"] = f"ok against {data.env_id}"
