@@ -47,7 +47,7 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
     return arrays
 
 
-def describe(data: Dataset, check_env: bool = True) -> dict:
+def describe(data: Dataset) -> dict:
     """What ``mbiapo dataset info`` prints: layout, sizes, episode returns, ends, env id and
     the validation against the env's action space (when the env is known)."""
     returns = data.returns
@@ -61,14 +61,14 @@ def describe(data: Dataset, check_env: bool = True) -> dict:
             "actions": "normalized [-1, 1]" if data.actions_normalized else "env units",
             "next_observations": "rebuilt from observations" if data.reconstructed_next
             else "stored", "dropped_rows": data.dropped}
-    if check_env and data.env_id:
+    if data.env_id:
         env = make_env(data.env_id)
         sizes = env_dims(env)
         env.close()
         check_sizes(data, *sizes, data.env_id)
         normalized_actions(data, *action_bounds(data.env_id))
         info["validation"] = f"ok against {data.env_id}"
-    elif check_env:
+    else:
         normalized_actions(data, None, None)
         info["validation"] = "ok (no environment recorded: actions checked against [-1, 1])"
     return info
