@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from mbiapo.agent import Agent
-from mbiapo.checkpoint import load_agent
+from mbiapo.checkpoint import load_agent, read_checkpoint
 from mbiapo.datasets import read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.models.tanh_gaussian import TanhGaussian
@@ -73,8 +73,10 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoint.pt"
-    if data is None:
+    if data is None:  # the replay beside it, or the dataset an offline run trained on
         data = checkpoint.parent / "replay.h5"
+        if not data.is_file():
+            data = Path(read_checkpoint(checkpoint).get("offline_dataset", data))
         if not data.is_file():
             raise MbiapoError(f"{checkpoint}: no replay data beside it to fit a model on; pass "
                               f"--value MB.pt (a model-based checkpoint) or --data FILE.h5")

@@ -123,3 +123,14 @@ def test_value_and_data_need_model_based(runs, capsys):
 def test_model_based_checkpoint_needs_no_transfer(runs, capsys):
     assert main(["plan", "--checkpoint", str(runs["mb"]), "--model-based"]) == 2
     assert "trained model-based" in _error(capsys)
+
+
+def test_transfer_from_an_offline_run_fits_on_its_dataset(runs, capsys, tmp_path):
+    offline = tmp_path / "offline"
+    code = main(["train", "--offline", str(runs["mf"] / "replay.h5"), "--planner", "direct",
+                 "--steps", "20", "--out", str(offline), *SMALL])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert not (offline / "replay.h5").exists()
+    result = _plan(capsys, "--checkpoint", str(offline), "--model-based", "--fit-steps", "3")
+    assert result["value_source"] == f"fitted on {runs['mf'] / 'replay.h5'}"
