@@ -17,29 +17,16 @@ from mbiapo.agent import Agent
 from mbiapo.analyses.states import save_states
 from mbiapo.checkpoint import save_checkpoint
 from mbiapo.cli import main
-from mbiapo.config import compose
 from mbiapo.envs import make_env
+from tests.helpers import run_cli, tiny_config
 
 HC_STATES = 6
 IP_STATES = 5
 COMPARE = ["--iters", "3", "--eval-samples", "4"]
 
 
-def _cfg(planner: str, env: str):
-    """The same small config as conftest's tiny_cfg (a function-scoped fixture)."""
-    return compose(env, planner, overrides=[
-        "planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.warmup_steps=50",
-        "train.eval_every=100", "train.eval_episodes=2", "env.max_episode_steps=50"])
-
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _error_line(capsys, *argv) -> str:
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -75,7 +62,7 @@ def files(tmp_path_factory):
                                      ("ip_direct", "direct", "InvertedPendulum-v5", (4, 1)),
                                      ("hc", "iterative", "HalfCheetah-v5", (17, 6)),
                                      ("hc_direct", "direct", "HalfCheetah-v5", (17, 6))]:
-        agent = Agent(_cfg(planner, env), *dims)
+        agent = Agent(tiny_config(planner, env), *dims)
         if planner == "iterative":  # its zero-initialised head would never move mu
             with torch.no_grad():
                 agent.planner.net.head.weight.normal_(0, 0.3)
@@ -176,7 +163,7 @@ def test_states_writes_observations_with_the_env_in_its_attributes(files):
 
 def test_states_json_reports_what_it_wrote(files, tmp_path, capsys):
     out = tmp_path / "s.h5"
-    code, stdout, _ = _run(capsys, "states", "--checkpoint", files["ip"], "--n", 3,
+    code, stdout, _ = run_cli(capsys, "states", "--checkpoint", files["ip"], "--n", 3,
                            "--episodes", 1, "--out", out, "--json")
     assert code == 0
     assert json.loads(stdout) == {"out": str(out), "env": "InvertedPendulum-v5", "states": 3,
@@ -205,7 +192,7 @@ def test_states_refuses_to_overwrite_an_existing_file_without_force(files, tmp_p
     argv = ["states", "--checkpoint", files["ip"], "--n", 2, "--episodes", 1, "--out", out]
     assert "exists" in _error_line(capsys, *argv)
     assert out.read_bytes() == b"precious results"
-    assert _run(capsys, *argv, "--force")[0] == 0
+    assert run_cli(capsys, *argv, "--force")[0] == 0
     with h5py.File(out, "r") as f:
         assert f["observations"].shape == (2, 4)
 
@@ -239,7 +226,7 @@ def test_compare_json_has_every_planner_and_the_iterative_vs_adam_time_ratio(com
 
 
 def test_compare_json_stdout_is_the_summary_file_plus_out(files, tmp_path, capsys):
-    code, stdout, _ = _run(capsys, "compare", "--checkpoint", files["ip"], "--states",
+    code, stdout, _ = run_cli(capsys, "compare", "--checkpoint", files["ip"], "--states",
                            files["ip_states"], "--iters", 2, "--eval-samples", 2,
                            "--planners", "iterative,adam", "--out", tmp_path / "o", "--json")
     assert code == 0
@@ -270,7 +257,7 @@ def test_compare_refuses_a_non_empty_out_without_force_and_overwrites_with_it(
     argv = [out if a == src else a for a in argv if a != "--json"]
     assert "not empty" in _error_line(capsys, *argv)
     assert (out / "compare.csv").read_bytes() == before
-    code, stdout, _ = _run(capsys, *argv, "--force")
+    code, stdout, _ = run_cli(capsys, *argv, "--force")
     assert code == 0
     lines = stdout.splitlines()
     for name in ("iterative", "adam", "cem", "direct"):
@@ -415,7 +402,7 @@ def test_bias_writes_a_row_per_pair_and_the_discount_left_at_the_horizon(bias_di
         assert float(row["bias"]) == pytest.approx(
             float(row["q_hat"]) - float(row["q_mc"]), rel=1e-3, abs=1e-5)
     summary = json.loads((bias_dir / "summary.json").read_text())
-    gamma = _cfg("iterative", "InvertedPendulum-v5").train.gamma
+    gamma = tiny_config("iterative", "InvertedPendulum-v5").train.gamma
     assert summary["discount_left_at_horizon"] == pytest.approx(gamma ** 3)
     assert (summary["pairs"], summary["rollouts"], summary["horizon"]) == (2, 2, 3)
     assert (bias_dir / "bias.png").is_file()
@@ -437,7 +424,7 @@ def test_plot_redraws_deleted_figures_from_the_folders_files(request, tmp_path, 
     for name in figures:
         (out / name).unlink()
     data = {p.name: p.read_bytes() for p in out.iterdir()}
-    code, stdout, _ = _run(capsys, "plot", out, "--json")
+    code, stdout, _ = run_cli(capsys, "plot", out, "--json")
     assert code == 0
     assert json.loads(stdout) == {"figures": [str(out / name) for name in figures]}
     for name in figures:

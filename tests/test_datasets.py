@@ -16,38 +16,25 @@ import torch
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import read_checkpoint, save_checkpoint
 from mbiapo.cli import main
-from mbiapo.config import compose
 from mbiapo.datasets import FIELDS, normalized_actions, read_dataset, read_for
 from mbiapo.envs import action_bounds, make_env
 from mbiapo.errors import MbiapoError
 from mbiapo.replay import ReplayBuffer
+from tests.helpers import run_cli, tiny_config
 
 IP = "InvertedPendulum-v5"  # |S| = 4, |A| = 1, actions in [-3, 3]
 TRAIN = ["planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.eval_every=15",
          "train.eval_episodes=1", "env.max_episode_steps=20"]
 
 
-def _cfg(planner: str = "direct", env: str = IP):
-    """The same small config as conftest's tiny_cfg (a function-scoped fixture)."""
-    return compose(env, planner, overrides=[
-        "planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.warmup_steps=50",
-        "train.eval_every=100", "train.eval_episodes=2", "env.max_episode_steps=50"])
-
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _ok_json(capsys, *argv) -> tuple[dict, str]:
-    code, out, err = _run(capsys, *argv, "--json")
+    code, out, err = run_cli(capsys, *argv, "--json")
     assert code == 0, err
     return json.loads(out), err
 
 
 def _error_line(capsys, *argv) -> str:
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -113,7 +100,7 @@ def ckpt(root) -> Path:
     """A tiny untrained model-free InvertedPendulum-v5 checkpoint (planner direct)."""
     torch.manual_seed(0)
     path = root / "ip.pt"
-    save_checkpoint(path, Agent(_cfg(), 4, 1), {"step": 0})
+    save_checkpoint(path, Agent(tiny_config(), 4, 1), {"step": 0})
     return path
 
 
@@ -550,10 +537,10 @@ def test_reading_never_modifies_the_file(tmp_path, collected, minari_folder, cap
     main_file = minari_folder / "data" / "main_data.hdf5"
     files = [bad, out_of_space, good, main_file, minari_folder / "data" / "metadata.json"]
     before = [_snapshot(p) for p in files]
-    assert _run(capsys, "dataset", "info", bad)[0] == 2
-    assert _run(capsys, "dataset", "info", out_of_space)[0] == 2
-    assert _run(capsys, "dataset", "info", good)[0] == 0
-    assert _run(capsys, "dataset", "info", minari_folder)[0] == 0
+    assert run_cli(capsys, "dataset", "info", bad)[0] == 2
+    assert run_cli(capsys, "dataset", "info", out_of_space)[0] == 2
+    assert run_cli(capsys, "dataset", "info", good)[0] == 0
+    assert run_cli(capsys, "dataset", "info", minari_folder)[0] == 0
     data = read_for(good, IP, 4, 1, "the test")  # normalizes actions in memory only
     assert np.abs(data.arrays["actions"]).max() <= 1
     assert [_snapshot(p) for p in files] == before

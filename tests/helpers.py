@@ -1,0 +1,19 @@
+"""Shared test helpers: the tiny config and in-process CLI calls."""
+
+from mbiapo.cli import main
+from mbiapo.config import compose
+
+TINY = ["planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.warmup_steps=50",
+        "train.eval_every=100", "train.eval_episodes=2", "env.max_episode_steps=50"]
+
+
+def tiny_config(planner: str = "direct", env: str = "InvertedPendulum-v5", extra=()):
+    """A small, fast config (conftest's ``tiny_cfg`` fixture is the same, function-scoped)."""
+    return compose(env, planner, overrides=[*TINY, *extra])
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``mbiapo ARGV`` in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
