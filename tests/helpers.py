@@ -17,3 +17,14 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def error_line(capsys, *argv) -> str:
+    """Run ``mbiapo ARGV`` expecting bad input: exit code 2, nothing on stdout, and one
+    ``mbiapo: error: ...`` line on stderr (no traceback), which is returned."""
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mbiapo: error: "), err
+    return lines[0]

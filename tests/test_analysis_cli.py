@@ -18,20 +18,11 @@ from mbiapo.analyses.states import save_states
 from mbiapo.checkpoint import save_checkpoint
 from mbiapo.cli import main
 from mbiapo.envs import make_env
-from tests.helpers import run_cli, tiny_config
+from tests.helpers import error_line, run_cli, tiny_config
 
 HC_STATES = 6
 IP_STATES = 5
 COMPARE = ["--iters", "3", "--eval-samples", "4"]
-
-
-def _error_line(capsys, *argv) -> str:
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mbiapo: error: "), err
-    return lines[0]
 
 
 def _rows(path) -> list[dict]:
@@ -190,7 +181,7 @@ def test_states_refuses_to_overwrite_an_existing_file_without_force(files, tmp_p
     out = tmp_path / "s.h5"
     out.write_bytes(b"precious results")
     argv = ["states", "--checkpoint", files["ip"], "--n", 2, "--episodes", 1, "--out", out]
-    assert "exists" in _error_line(capsys, *argv)
+    assert "exists" in error_line(capsys, *argv)
     assert out.read_bytes() == b"precious results"
     assert run_cli(capsys, *argv, "--force")[0] == 0
     with h5py.File(out, "r") as f:
@@ -255,7 +246,7 @@ def test_compare_refuses_a_non_empty_out_without_force_and_overwrites_with_it(
     shutil.copytree(src, out)
     before = (out / "compare.csv").read_bytes()
     argv = [out if a == src else a for a in argv if a != "--json"]
-    assert "not empty" in _error_line(capsys, *argv)
+    assert "not empty" in error_line(capsys, *argv)
     assert (out / "compare.csv").read_bytes() == before
     code, stdout, _ = run_cli(capsys, *argv, "--force")
     assert code == 0
@@ -312,14 +303,14 @@ def test_bad_input_is_one_error_line(files, tmp_path, capsys, argv, messages):
     argv = [a.format(**files, out=tmp_path / "out") for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
-    line = _error_line(capsys, *argv)
+    line = error_line(capsys, *argv)
     for message in messages:
         assert message in line
 
 
 def test_unknown_planner_override_is_an_error_with_only_trained_planners(files, tmp_path,
                                                                          capsys):
-    line = _error_line(capsys, "compare", "--checkpoint", files["ip"], "--states",
+    line = error_line(capsys, "compare", "--checkpoint", files["ip"], "--states",
                        files["ip_states"], "--iters", 1, "--eval-samples", 1, "--planners",
                        "iterative", "--out", tmp_path / "o", "planner.nope=1")
     assert "planner.nope" in line
@@ -327,12 +318,12 @@ def test_unknown_planner_override_is_an_error_with_only_trained_planners(files, 
 
 def test_surface_negative_state_without_states_file_is_one_error_line(files, tmp_path,
                                                                       capsys):
-    _error_line(capsys, "surface", "--checkpoint", files["hc"], "--state", -1, "--grid", 2,
+    error_line(capsys, "surface", "--checkpoint", files["hc"], "--state", -1, "--grid", 2,
                 "--iters", 1, "--out", tmp_path / "o")
 
 
 def test_states_into_a_missing_folder_is_one_error_line(files, tmp_path, capsys):
-    _error_line(capsys, "states", "--checkpoint", files["ip"], "--n", 2, "--episodes", 1,
+    error_line(capsys, "states", "--checkpoint", files["ip"], "--n", 2, "--episodes", 1,
                 "--out", tmp_path / "no" / "such" / "s.h5")
 
 
@@ -433,9 +424,9 @@ def test_plot_redraws_deleted_figures_from_the_folders_files(request, tmp_path, 
 
 
 def test_plot_on_an_empty_folder_is_one_error_line(tmp_path, capsys):
-    assert "not an analysis folder" in _error_line(capsys, "plot", tmp_path)
+    assert "not an analysis folder" in error_line(capsys, "plot", tmp_path)
 
 
 def test_plot_on_an_unreadable_summary_is_one_error_line(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{not json")
-    assert "cannot redraw" in _error_line(capsys, "plot", tmp_path)
+    assert "cannot redraw" in error_line(capsys, "plot", tmp_path)

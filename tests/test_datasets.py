@@ -20,7 +20,7 @@ from mbiapo.datasets import FIELDS, normalized_actions, read_dataset, read_for
 from mbiapo.envs import action_bounds, make_env
 from mbiapo.errors import MbiapoError
 from mbiapo.replay import ReplayBuffer
-from tests.helpers import run_cli, tiny_config
+from tests.helpers import error_line, run_cli, tiny_config
 
 IP = "InvertedPendulum-v5"  # |S| = 4, |A| = 1, actions in [-3, 3]
 TRAIN = ["planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.eval_every=15",
@@ -31,15 +31,6 @@ def _ok_json(capsys, *argv) -> tuple[dict, str]:
     code, out, err = run_cli(capsys, *argv, "--json")
     assert code == 0, err
     return json.loads(out), err
-
-
-def _error_line(capsys, *argv) -> str:
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mbiapo: error: "), err
-    return lines[0]
 
 
 def _write(path: Path, entries: dict, compression: str | None = None) -> Path:
@@ -214,11 +205,11 @@ def test_collect_random_hopper_without_checkpoint(root, capsys):
 
 def test_collect_refuses_to_overwrite_and_needs_a_policy(root, random_ip, capsys):
     before = _snapshot(random_ip)
-    line = _error_line(capsys, "collect", "--random", "--env", IP, "--episodes", "1",
+    line = error_line(capsys, "collect", "--random", "--env", IP, "--episodes", "1",
                        "--out", random_ip)
     assert str(random_ip) in line and "--force" in line
     assert _snapshot(random_ip) == before
-    line = _error_line(capsys, "collect", "--episodes", "1", "--out", root / "nothing.h5")
+    line = error_line(capsys, "collect", "--episodes", "1", "--out", root / "nothing.h5")
     assert "--checkpoint" in line and not (root / "nothing.h5").exists()
 
 
@@ -429,7 +420,7 @@ def test_minari_dict_observations_are_an_error(root, capsys):
     episode["observations"] = {"observation": episode["observations"],
                                "desired_goal": np.zeros((2, 3))}
     folder = _minari(root / "minari_dict", episodes={"episode_0": episode})
-    line = _error_line(capsys, "dataset", "info", folder)
+    line = error_line(capsys, "dataset", "info", folder)
     assert "episode_0/observations is a group" in line and "dict observations" in line
     assert str(folder / "data" / "main_data.hdf5") in line
 
@@ -511,7 +502,7 @@ ERRORS = {  # kind: fragments of the error line (besides the path)
 def test_dataset_info_errors(tmp_path, capsys, kind):
     path = _hdf5_bad(tmp_path / ("bad" if kind in ("empty_folder", "minari_t_plus_1")
                                  else "bad.h5"), kind)
-    line = _error_line(capsys, "dataset", "info", path)
+    line = error_line(capsys, "dataset", "info", path)
     assert str(path) in line
     for fragment in ERRORS[kind]:
         assert fragment in line, line
@@ -526,7 +517,7 @@ def test_read_dataset_raises_one_error_type(tmp_path):
 
 def test_d4rl_field_that_is_a_group_is_an_error_line(tmp_path, capsys):
     path = _write(tmp_path / "grp.h5", _d4rl(actions={"joint": np.zeros(10)}))
-    line = _error_line(capsys, "dataset", "info", path)
+    line = error_line(capsys, "dataset", "info", path)
     assert str(path) in line and "actions" in line
 
 
@@ -548,7 +539,7 @@ def test_reading_never_modifies_the_file(tmp_path, collected, minari_folder, cap
 
 
 def test_offline_train_env_differs_from_the_files(random_ip, tmp_path, capsys):
-    line = _error_line(capsys, "train", "--offline", random_ip, "--env", "Hopper-v5",
+    line = error_line(capsys, "train", "--offline", random_ip, "--env", "Hopper-v5",
                        "--out", tmp_path / "run")
     assert str(random_ip) in line and f"recorded on {IP}, but --env is Hopper-v5" in line
     assert not (tmp_path / "run").exists()
@@ -556,7 +547,7 @@ def test_offline_train_env_differs_from_the_files(random_ip, tmp_path, capsys):
 
 def test_offline_train_sizes_do_not_match_the_env(tmp_path, capsys):
     path = _write(tmp_path / "d.h5", _d4rl(obs_dim=6, act_dim=2))
-    line = _error_line(capsys, "train", "--offline", path, "--env", IP, "--out",
+    line = error_line(capsys, "train", "--offline", path, "--env", IP, "--out",
                        tmp_path / "run")
     assert str(path) in line and f"sizes 6/2 do not match {IP}'s 4/1" in line
     assert not (tmp_path / "run").exists()
@@ -566,23 +557,23 @@ def test_offline_train_actions_outside_the_given_envs_space(tmp_path, capsys):
     actions = np.zeros((10, 1), np.float32)
     actions[3] = 3.5
     path = _write(tmp_path / "d.h5", _d4rl(actions=actions))
-    line = _error_line(capsys, "train", "--offline", path, "--env", IP, "--out",
+    line = error_line(capsys, "train", "--offline", path, "--env", IP, "--out",
                        tmp_path / "run")
     assert "actions outside the action space [-3, 3] (row 3: 3.5)" in line
     assert "pass --env" not in line
 
 
 def test_offline_train_needs_out(random_ip, capsys):
-    assert "--out" in _error_line(capsys, "train", "--offline", random_ip)
+    assert "--out" in error_line(capsys, "train", "--offline", random_ip)
 
 
 def test_plan_model_based_data_must_fit_the_checkpoint(ckpt, tmp_path, capsys):
     wide = _write(tmp_path / "wide.h5", _d4rl(obs_dim=5))
-    line = _error_line(capsys, "plan", "--checkpoint", ckpt, "--model-based", "--data", wide,
+    line = error_line(capsys, "plan", "--checkpoint", ckpt, "--model-based", "--data", wide,
                        "--episodes", "1")
     assert str(wide) in line and "sizes 5/1 do not match the checkpoint's 4/1" in line
     hopper = _write(tmp_path / "hopper.h5", _d4rl(metadata={"env_id": "Hopper-v5"}))
-    line = _error_line(capsys, "plan", "--checkpoint", ckpt, "--model-based", "--data",
+    line = error_line(capsys, "plan", "--checkpoint", ckpt, "--model-based", "--data",
                        hopper, "--episodes", "1")
     assert str(hopper) in line and f"recorded on Hopper-v5, but the checkpoint is for {IP}" \
         in line
@@ -615,7 +606,7 @@ def test_replay_file_actions_outside_unit_range(tmp_path, capsys):
         buf.add(np.zeros(4), [1.5 if i == 1 else 0.0], 0.0, np.zeros(4), False, False)
     path = tmp_path / "replay.h5"
     buf.save(path, {"env_id": IP})
-    line = _error_line(capsys, "dataset", "info", path)
+    line = error_line(capsys, "dataset", "info", path)
     assert "actions outside [-1, 1] (row 1: 1.5)" in line and "--env" not in line
 
 
@@ -643,7 +634,7 @@ def test_offline_train_writes_a_run_with_evaluations(offline_run):
 
 def test_offline_run_refuses_an_existing_run(offline_run, random_ip, capsys):
     before = _snapshot(offline_run / "checkpoint.pt")
-    line = _error_line(capsys, "train", "--offline", random_ip, "--steps", "30", "--out",
+    line = error_line(capsys, "train", "--offline", random_ip, "--steps", "30", "--out",
                        offline_run)
     assert "already holds a run" in line and "--resume" in line
     assert _snapshot(offline_run / "checkpoint.pt") == before
