@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from mbiapo.agent import Agent
-from mbiapo.datasets import FIELDS, Dataset, check_sizes, normalized_actions
-from mbiapo.envs import action_bounds, env_dims, make_env
+from mbiapo.datasets import FIELDS, Dataset, fit_to_env
+from mbiapo.envs import action_bounds, make_env
 from mbiapo.planners import Planner
 
 
@@ -61,14 +61,7 @@ def describe(data: Dataset) -> dict:
             "actions": "normalized [-1, 1]" if data.actions_normalized else "env units",
             "next_observations": "rebuilt from observations" if data.reconstructed_next
             else "stored", "dropped_rows": data.dropped}
-    if data.env_id:
-        env = make_env(data.env_id)
-        sizes = env_dims(env)
-        env.close()
-        check_sizes(data, *sizes, data.env_id)
-        normalized_actions(data, *action_bounds(data.env_id))
-        info["validation"] = f"ok against {data.env_id}"
-    else:
-        normalized_actions(data, None, None)
-        info["validation"] = "ok (no environment recorded: actions checked against [-1, 1])"
+    fit_to_env(data, data.env_id, data.env_id or "")
+    info["validation"] = (f"ok against {data.env_id}" if data.env_id else
+                          "ok (no environment recorded: actions checked against [-1, 1])")
     return info

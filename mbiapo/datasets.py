@@ -328,12 +328,24 @@ def read_for(path: str | Path, env_id: str | None, obs_dim: int, act_dim: int,
     """Read a dataset for an agent of ``what`` (e.g. "the checkpoint") on ``env_id`` with the
     given sizes: the env must match the dataset's (if it names one), and the actions are
     checked against the env's action space and mapped to [-1, 1]."""
-    from mbiapo.envs import action_bounds
-
     data = read_dataset(path)
     if data.env_id and env_id and data.env_id != env_id:
         raise _fail(data.path, f"recorded on {data.env_id}, but {what} is for {env_id}")
-    check_sizes(data, obs_dim, act_dim, what)
-    env_id = env_id or data.env_id
-    normalized_actions(data, *(action_bounds(env_id) if env_id else (None, None)))
+    fit_to_env(data, env_id or data.env_id, what, (obs_dim, act_dim))
     return data
+
+
+def fit_to_env(data: Dataset, env_id: str | None, what: str,
+               dims: tuple[int, int] | None = None) -> None:
+    """Check the dataset's sizes against ``dims`` (default: the env's) and its actions against
+    the env's action space, then map them to [-1, 1]. Without an env the actions must already
+    lie in [-1, 1]."""
+    from mbiapo.envs import action_bounds, env_dims, make_env
+
+    if env_id and dims is None:
+        env = make_env(env_id)
+        dims = env_dims(env)
+        env.close()
+    if dims is not None:
+        check_sizes(data, *dims, what)
+    normalized_actions(data, *(action_bounds(env_id) if env_id else (None, None)))

@@ -11,8 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import save_checkpoint
-from mbiapo.datasets import Dataset, check_sizes, normalized_actions, read_dataset, read_for
-from mbiapo.envs import action_bounds, env_dims, make_env
+from mbiapo.datasets import Dataset, fit_to_env, read_dataset, read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.replay import ReplayBuffer
 from mbiapo.train import Trainer
@@ -87,13 +86,8 @@ def prepare(dataset: Path, env: str | None) -> tuple[str, Dataset]:
     if env is None:
         print(f"mbiapo: {dataset} names no environment and no --env was given: training "
               f"without evaluation", file=sys.stderr)
-        normalized_actions(data, None, None)
-        return NO_ENV, data
-    probe = make_env(env)
-    check_sizes(data, *env_dims(probe), env)
-    probe.close()
-    normalized_actions(data, *action_bounds(env))
-    return env, data
+    fit_to_env(data, env, env)
+    return env or NO_ENV, data
 
 
 def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:

@@ -450,6 +450,8 @@ def cmd_surface(args) -> dict:
 
 
 def cmd_bias(args) -> dict:
+    import torch
+
     from mbiapo.analyses import plots
     from mbiapo.analyses.bias import estimated_q, monte_carlo, uniform_pairs
     from mbiapo.analyses.common import mean_std, output_dir, write_csv, write_json
@@ -461,8 +463,6 @@ def cmd_bias(args) -> dict:
     pairs = uniform_pairs(agent.cfg.env.id, args.pairs, args.seed)
     q_mc = monte_carlo(agent, pairs, args.rollouts, args.horizon, args.seed)
     q_hat = estimated_q(agent, pairs, beta)
-    import torch
-
     bias = torch.as_tensor(q_hat - q_mc.mean(1))
     write_csv(out / "bias.csv", [
         {"pair": k, "q_hat": f"{q_hat[k]:.6g}", "q_mc": f"{q_mc[k].mean():.6g}",
