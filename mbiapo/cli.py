@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbiapo import dataset_commands
+from mbiapo import dataset_commands, sweep_commands
 from mbiapo.analyses import commands as analyses
 from mbiapo.config import PLANNER_NAMES, VALUE_KINDS, compose
 from mbiapo.errors import MbiapoError
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dataset", action="store_true", help="skip timing dataset loading")
     dataset_commands.add_parsers(sub)
     analyses.add_parsers(sub)
+    sweep_commands.add_parsers(sub)
     return parser
 
 
@@ -244,17 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "plan": cmd_plan,
-                    "bench": cmd_bench, **dataset_commands.HANDLERS, **analyses.HANDLERS}
+                    "bench": cmd_bench, **dataset_commands.HANDLERS, **analyses.HANDLERS,
+                    **sweep_commands.HANDLERS}
         result = handlers[args.command](args)
     except MbiapoError as e:
         print(f"mbiapo: error: {e}", file=sys.stderr)
         return 2
+    exit_code = result.pop("exit_code", 0)  # a sweep with failed runs still reports them
     if getattr(args, "json", False):
         result.pop("table", None)
         print(json.dumps(result))
     else:
         _print_human(result)
-    return 0
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""Learning-curve reports over run folders (the paper's Fig. 5): evaluation return vs env
+steps, mean ± std over seeds, one panel per env and one line per method, plus a table of final
+return and updates/s per method. A run folder is any folder holding config.yaml and
+metrics.csv (a sweep's, or runs gathered by hand).
+
+A *method* is what tells runs of one env apart besides the seed: the fewest config keys whose
+values split them (planner.name, value.kind, then any other), or the planner's name when
+nothing does. Std is over seeds, population (ddof=0), like every mbiapo summary.
+"""
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from mbiapo.config import load_yaml
+from mbiapo.errors import MbiapoError
+
+NOT_METHOD = {"env.id", "train.seed", "train.steps", "train.device"}
+PRIMARY = ["planner.name", "value.kind"]
+
+
+@dataclass
+class RunCurve:
+    out: Path
+    config: dict  # flattened: {"planner.name": "direct", ...}
+    steps: np.ndarray  # (E,) env steps of the evaluations
+    returns: np.ndarray  # (E,) mean evaluation return at each
+    updates_per_s: float  # mean of the metrics' training-throughput column
+
+
+def find_runs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise MbiapoError(f"{root}: no such folder")
+    runs = sorted(p.parent for p in root.rglob("metrics.csv")
+                  if (p.parent / "config.yaml").is_file())
+    if not runs:
+        raise MbiapoError(f"{root}: no run folders (config.yaml + metrics.csv) found")
+    return runs
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _number(text: str | None, path: Path, column: str) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        raise MbiapoError(f"{path}: '{column}' holds {text!r}, not a number") from None
+
+
+def read_run(out: Path) -> RunCurve:
+    """One run folder's config and evaluation curve; one MbiapoError for an unreadable file."""
+    config = _flat(OmegaConf.to_container(load_yaml(out / "config.yaml")))
+    path = out / "metrics.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"step", "eval_return_mean", "updates_per_s"} - set(reader.fieldnames or [])
+        if missing:
+            raise MbiapoError(f"{path}: not an mbiapo metrics file (no "
+                              f"{', '.join(sorted(missing))} column)")
+        rows = [(_number(r["step"], path, "step"),
+                 _number(r["eval_return_mean"], path, "eval_return_mean"),
+                 _number(r["updates_per_s"], path, "updates_per_s")) for r in reader]
+    table = np.array(rows, dtype=float).reshape(-1, 3)
+    evaluated = ~np.isnan(table[:, 1])
+    rates = table[~np.isnan(table[:, 2]), 2]
+    return RunCurve(out, config, table[evaluated, 0].astype(int), table[evaluated, 1],
+                    float(rates.mean()) if len(rates) else math.nan)
+
+
+def _label(config: dict, keys: list[str]) -> str:
+    if not keys:
+        return str(config.get("planner.name", "run"))
+    return ", ".join(str(config.get(k)) if isinstance(config.get(k), str)
+                     else f"{k.rsplit('.', 1)[-1]}={config.get(k)}" for k in keys)
+
+
+def method_keys(runs: list[RunCurve]) -> list[str]:
+    """The fewest config keys that tell the runs of each env apart (seeds aside): planner.name
+    and value.kind first, then any other key that still splits a group. Keys a choice implies
+    (the beta the iterative planner's config sets) add nothing and are left out."""
+    keys = sorted({k for run in runs for k in run.config} - NOT_METHOD,
+                  key=lambda k: (k not in PRIMARY, PRIMARY.index(k) if k in PRIMARY else 0, k))
+    chosen: list[str] = []
+
+    def groups(keys: list[str]) -> int:
+        return len({tuple(repr(run.config.get(k)) for k in ["env.id", *keys]) for run in runs})
+
+    for key in keys:
+        if groups([*chosen, key]) > groups(chosen):
+            chosen.append(key)
+    return chosen
+
+
+def group_runs(runs: list[RunCurve]) -> dict[tuple[str, str], list[RunCurve]]:
+    """{(env id, method label): runs}."""
+    keys = method_keys(runs)
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(str(run.config.get("env.id")), _label(run.config, keys))].append(run)
+    return dict(sorted(groups.items()))
+
+
+def summarize(runs: list[RunCurve]) -> dict:
+    """Mean ± std over the runs (seeds) at the steps every one of them evaluated at; the final
+    return is at the last such step."""
+    common = set(runs[0].steps.tolist())
+    for run in runs[1:]:
+        common &= set(run.steps.tolist())
+    steps = np.array(sorted(common), dtype=int)
+    values = np.array([[run.returns[run.steps.tolist().index(s)] for s in steps]
+                       for run in runs]).reshape(len(runs), len(steps))
+    mean, std = values.mean(0), values.std(0)
+    rates = [run.updates_per_s for run in runs if not math.isnan(run.updates_per_s)]
+    return {"seeds": len(runs), "runs": [str(run.out) for run in runs],
+            "steps": steps.tolist(), "mean": mean.tolist(), "std": std.tolist(),
+            "final_step": int(steps[-1]) if len(steps) else None,
+            "final_mean": float(mean[-1]) if len(steps) else None,
+            "final_std": float(std[-1]) if len(steps) else None,
+            "updates_per_s": float(np.mean(rates)) if rates else None}
+
+
+def report(root: Path) -> dict:
+    """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "final_*",
+    "updates_per_s", "runs"}, ...]} for the run folders under ``root``."""
+    runs = [read_run(out) for out in find_runs(root)]
+    return {"root": str(root), "n_runs": len(runs),
+            "methods": [{"env": env, "method": method, **summarize(group)}
+                        for (env, method), group in group_runs(runs).items()]}
+
+
+def table(result: dict) -> str:
+    head = f"{'env':<28} {'method':<24} {'seeds':>5} {'step':>8} {'final return':>20} {'upd/s':>7}"
+    lines = [head, "-" * len(head)]
+    for m in result["methods"]:
+        final = "no evaluations" if m["final_mean"] is None else \
+            f"{m['final_mean']:.1f} ± {m['final_std']:.1f}"
+        rate = "" if m["updates_per_s"] is None else f"{m['updates_per_s']:.1f}"
+        lines.append(f"{m['env']:<28} {m['method']:<24} {m['seeds']:>5} "
+                     f"{m['final_step'] or '':>8} {final:>20} {rate:>7}")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({m["env"] for m in result["methods"]})
+    cols = min(3, len(envs))
+    rows = math.ceil(len(envs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        for m in (m for m in result["methods"] if m["env"] == env and m["steps"]):
+            steps, mean, std = (np.array(m[k]) for k in ("steps", "mean", "std"))
+            ax.plot(steps, mean, label=f"{m['method']} ({m['seeds']})")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.set(title=env, xlabel="env steps", ylabel="evaluation return")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(envs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,95 @@
+"""The ``sweep`` and ``report`` subcommands. Ray, torch and matplotlib are imported inside
+the handlers so that ``mbiapo --help`` stays fast and works without Ray."""
+
+import sys
+from pathlib import Path
+
+from mbiapo.errors import MbiapoError
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of configs x seeds as Ray tasks",
+                       description="Run every combination of the sweep file's grid and seeds "
+                       "as one 'mbiapo train' process per Ray task, each in OUT/<values>_s<seed>"
+                       " (output in its train.log). Re-running skips finished runs and resumes "
+                       "interrupted ones. See mbiapo/sweep.py for the file format.")
+    p.add_argument("sweep", type=Path, metavar="SWEEP.yaml")
+    p.add_argument("--address", help="Ray cluster: 'auto' or ray://HOST:PORT (default: start "
+                   "a local instance with this machine's CPUs); run folders must be on a "
+                   "filesystem every node shares")
+    p.add_argument("--cpus-per-run", type=int, default=1, metavar="C",
+                   help="CPUs (and torch threads) per run")
+    p.add_argument("--out", type=Path, help="sweep folder (default: runs/<sweep file name>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("report", help="learning curves and final returns of run folders",
+                       description="Read every run folder (config.yaml + metrics.csv) under "
+                       "DIR; draw evaluation return vs env steps, mean ± std over seeds, one "
+                       "panel per env and one line per method; print final return and "
+                       "updates/s per method.")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--out", type=Path, help="figure file (.png/.pdf/.svg; default "
+                   "DIR/report.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def cmd_sweep(args) -> dict:
+    from tqdm import tqdm
+
+    from mbiapo.sweep import load_sweep, plan_runs, run_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = args.out or Path("runs") / sweep.path.stem
+    runs = plan_runs(sweep, out)
+    count = {a: sum(r.action == a for r in runs) for a in ("start", "resume", "skip")}
+    print(f"{len(runs)} runs in {out}: {count['start']} to start, {count['resume']} to "
+          f"resume, {count['skip']} finished; each logs to its train.log", file=sys.stderr)
+    bar = tqdm(total=count["start"] + count["resume"], desc="runs", unit="run",
+               file=sys.stderr, dynamic_ncols=True)
+
+    def on_done(result: dict) -> None:
+        bar.update(1)
+        detail = f": {result['error']}" if result["error"] else ""
+        bar.write(f"{result['name']} {result['status']} in {result['seconds']:.0f} s{detail}",
+                  file=sys.stderr)
+
+    try:
+        result = run_sweep(sweep, out, args.address, args.cpus_per_run, on_done)
+    except KeyboardInterrupt:
+        raise MbiapoError(f"interrupted; runs saved their checkpoints: re-run "
+                          f"'mbiapo sweep {args.sweep}' to resume them") from None
+    finally:
+        bar.close()
+    failed = [r for r in result["runs"] if r["status"] == "failed"]
+    result["table"] = _table(result)
+    result["exit_code"] = 1 if failed else 0
+    return result
+
+
+def _table(result: dict) -> str:
+    lines = [f"{'run':<44} {'status':<9} {'seconds':>8}  error"]
+    lines += [f"{r['name']:<44} {r['status']:<9} {r['seconds']:>8.0f}  {r['error']}"
+              for r in result["runs"]]
+    if result["sum_run_s"]:
+        lines.append(f"wall-clock {result['wall_s']:.0f} s for {result['sum_run_s']:.0f} s of "
+                     f"runs: {result['speedup']:.2f}x parallel speed-up")
+    return "\n".join(lines)
+
+
+def cmd_report(args) -> dict:
+    from mbiapo.report import plot, report, table
+
+    figure = args.out or args.dir / "report.png"
+    if figure.suffix not in FIGURE_SUFFIXES:
+        raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
+    if not figure.parent.is_dir():
+        raise MbiapoError(f"--out {figure}: folder {figure.parent} does not exist")
+    result = report(args.dir)
+    result["out"] = str(plot(result, figure))
+    result["table"] = table(result)
+    return result
+
+
+HANDLERS = {"sweep": cmd_sweep, "report": cmd_report}
