@@ -203,38 +203,59 @@ def execute(args: list[str], log: str, cpus: int) -> dict:
             "error": _last_error(Path(log)) if code else ""}
 
 
-def _start_ray(address: str | None):
+def require_ray():
+    """The ray module, or one MbiapoError saying how to install it."""
     try:
         import ray
     except ImportError:
         raise MbiapoError(RAY_MISSING) from None
+    return ray
+
+
+def _start_ray(address: str | None, num_cpus: int):
+    ray = require_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     try:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except Exception as e:  # ConnectionError, RuntimeError... from a bad address
         raise MbiapoError(f"cannot start or reach Ray at {address or 'a local instance'} "
                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     return ray
 
 
+def check_cpus(address: str | None, cpus_per_run: int, num_cpus: int | None) -> int:
+    """The local instance's CPUs; MbiapoError for CPU flags that cannot work."""
+    if cpus_per_run < 1 or (num_cpus is not None and num_cpus < 1):
+        raise MbiapoError("--cpus-per-run and --num-cpus must be >= 1")
+    if address and num_cpus:
+        raise MbiapoError("--num-cpus sizes a local Ray instance; a cluster at --address "
+                          "has its own")
+    local_cpus = num_cpus or os.cpu_count() or 1
+    if not address and cpus_per_run > local_cpus:
+        raise MbiapoError(f"--cpus-per-run {cpus_per_run} exceeds the {local_cpus} CPUs of "
+                          f"the local Ray instance")
+    return local_cpus
+
+
 def run_sweep(sweep: Sweep, out: Path, address: str | None = None, cpus_per_run: int = 1,
-              on_done=None) -> dict:
-    """Run the sweep's unfinished runs as Ray tasks (``cpus_per_run`` CPUs each) and return
+              num_cpus: int | None = None, on_done=None) -> dict:
+    """Run the sweep's unfinished runs as Ray tasks (``cpus_per_run`` CPUs each) on the
+    cluster at ``address``, or on a new local instance with ``num_cpus`` CPUs (default: all
+    of this machine's), and return
     {"runs": [...], "wall_s", "sum_run_s", "speedup"}; ``on_done(run_result)`` is called as
     each run ends. Failed runs are reported, never raised."""
-    if cpus_per_run < 1:
-        raise MbiapoError("--cpus-per-run must be >= 1")
+    local_cpus = check_cpus(address, cpus_per_run, num_cpus)
     runs = plan_runs(sweep, out)
     todo = [run for run in runs if run.action != "skip"]
     results = {run.name: {"name": run.name, "status": "skipped", "seconds": 0.0,
                           "error": "", "out": str(run.out)} for run in runs}
     start = time.perf_counter()
     if todo:
-        ray = _start_ray(address)
+        ray = _start_ray(address, local_cpus)
         try:
             available = ray.cluster_resources().get("CPU", 0)
             if available < cpus_per_run:

@@ -21,6 +21,8 @@ def add_parsers(sub) -> None:
                    "filesystem every node shares")
     p.add_argument("--cpus-per-run", type=int, default=1, metavar="C",
                    help="CPUs (and torch threads) per run")
+    p.add_argument("--num-cpus", type=int, metavar="N",
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
     p.add_argument("--out", type=Path, help="sweep folder (default: runs/<sweep file name>)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -38,8 +40,10 @@ def add_parsers(sub) -> None:
 def cmd_sweep(args) -> dict:
     from tqdm import tqdm
 
-    from mbiapo.sweep import load_sweep, plan_runs, run_sweep
+    from mbiapo.sweep import check_cpus, load_sweep, plan_runs, require_ray, run_sweep
 
+    require_ray()
+    check_cpus(args.address, args.cpus_per_run, args.num_cpus)
     sweep = load_sweep(args.sweep)
     out = args.out or Path("runs") / sweep.path.stem
     runs = plan_runs(sweep, out)
@@ -56,7 +60,7 @@ def cmd_sweep(args) -> dict:
                   file=sys.stderr)
 
     try:
-        result = run_sweep(sweep, out, args.address, args.cpus_per_run, on_done)
+        result = run_sweep(sweep, out, args.address, args.cpus_per_run, args.num_cpus, on_done)
     except KeyboardInterrupt:
         raise MbiapoError(f"interrupted; runs saved their checkpoints: re-run "
                           f"'mbiapo sweep {args.sweep}' to resume them") from None
@@ -81,12 +85,12 @@ def _table(result: dict) -> str:
 def cmd_report(args) -> dict:
     from mbiapo.report import plot, report, table
 
+    result = report(args.dir)
     figure = args.out or args.dir / "report.png"
     if figure.suffix not in FIGURE_SUFFIXES:
         raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
     if not figure.parent.is_dir():
         raise MbiapoError(f"--out {figure}: folder {figure.parent} does not exist")
-    result = report(args.dir)
     result["out"] = str(plot(result, figure))
     result["table"] = table(result)
     return result
