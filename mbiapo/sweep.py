@@ -136,7 +136,7 @@ def plan_runs(sweep: Sweep, out: Path) -> list[Run]:
                 cfg = compose(config_file=base, overrides=overrides)
             except MbiapoError as e:
                 raise MbiapoError(f"{sweep.path}: run {name}: {e}") from None
-            run_out = out / name
+            run_out = out.absolute() / name  # a Ray worker's cwd may differ
             args = ["train", "--out", str(run_out), *(["--config", base] if base else []),
                     *overrides]
             runs.append(_with_action(Run(name, run_out, cfg, args, "start")))
@@ -180,6 +180,14 @@ def _last_error(log: Path) -> str:
     return (errors or lines or ["(no output)"])[-1][:300]
 
 
+def _wait(child: subprocess.Popen) -> int:
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def execute(args: list[str], log: str, cpus: int) -> dict:
     """Run ``mbiapo ARGS`` in a child process with ``cpus`` threads, appending its output to
     ``log``; a Ray task. Cancelling the task stops the child the way Ctrl-C does: it saves a
@@ -194,8 +202,8 @@ def execute(args: list[str], log: str, cpus: int) -> dict:
                                  stderr=subprocess.STDOUT, env=env,
                                  preexec_fn=_parent_death_signal())
         try:
-            code = child.wait()
-        except KeyboardInterrupt:
+            code = _wait(child)
+        except KeyboardInterrupt:  # ray.cancel raises it between bytecodes, hence _wait's poll
             child.send_signal(signal.SIGTERM)
             code = child.wait()
     seconds = time.perf_counter() - start

@@ -62,8 +62,8 @@ def cmd_sweep(args) -> dict:
     try:
         result = run_sweep(sweep, out, args.address, args.cpus_per_run, args.num_cpus, on_done)
     except KeyboardInterrupt:
-        raise MbiapoError(f"interrupted; runs saved their checkpoints: re-run "
-                          f"'mbiapo sweep {args.sweep}' to resume them") from None
+        raise MbiapoError(f"interrupted; the runs saved checkpoints: 'mbiapo sweep "
+                          f"{args.sweep} --out {out}' resumes them") from None
     finally:
         bar.close()
     failed = [r for r in result["runs"] if r["status"] == "failed"]
