@@ -30,7 +30,7 @@ class RunCurve:
     config: dict  # flattened: {"planner.name": "direct", ...}
     steps: np.ndarray  # (E,) env steps of the evaluations
     returns: np.ndarray  # (E,) mean evaluation return at each
-    updates_per_s: float  # mean of the metrics' training-throughput column
+    updates_per_s: float  # training throughput, evaluation excluded (see _throughput)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -66,18 +66,27 @@ def read_run(out: Path) -> RunCurve:
     path = out / "metrics.csv"
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"step", "eval_return_mean", "updates_per_s"} - set(reader.fieldnames or [])
+        missing = {"step", "updates", "eval_return_mean", "updates_per_s"} \
+            - set(reader.fieldnames or [])
         if missing:
             raise MbiapoError(f"{path}: not an mbiapo metrics file (no "
                               f"{', '.join(sorted(missing))} column)")
-        rows = [(_number(r["step"], path, "step"),
-                 _number(r["eval_return_mean"], path, "eval_return_mean"),
-                 _number(r["updates_per_s"], path, "updates_per_s")) for r in reader]
-    table = np.array(rows, dtype=float).reshape(-1, 3)
-    evaluated = ~np.isnan(table[:, 1])
-    rates = table[~np.isnan(table[:, 2]), 2]
-    return RunCurve(out, config, table[evaluated, 0].astype(int), table[evaluated, 1],
-                    float(rates.mean()) if len(rates) else math.nan)
+        columns = ("step", "updates", "eval_return_mean", "updates_per_s")
+        table = np.array([[_number(row[c], path, c) for c in columns] for row in reader],
+                         dtype=float).reshape(-1, len(columns))
+    steps, updates, returns, rates = table.T
+    evaluated = ~np.isnan(returns)
+    return RunCurve(out, config, steps[evaluated].astype(int), returns[evaluated],
+                    _throughput(updates, rates))
+
+
+def _throughput(updates: np.ndarray, rates: np.ndarray) -> float:
+    """Updates per second of the intervals that updated: each metrics row gives the interval's
+    updates and rate, so its time is their ratio (warm-up rows without updates drop out)."""
+    done = np.diff(updates, prepend=0.0)
+    timed = (done > 0) & (rates > 0)
+    return float(done[timed].sum() / (done[timed] / rates[timed]).sum()) if timed.any() \
+        else math.nan
 
 
 def _label(config: dict, keys: list[str]) -> str:

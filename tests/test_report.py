@@ -14,8 +14,9 @@ COLUMNS = ["step", "episodes", "updates", "wall_s", "train_return", "eval_return
            "eval_return_std", "updates_per_s", "q_loss"]
 
 
-def make_run(root, name, env, planner, seed, evals, rates, overrides=()):
-    """A run folder: the composed config and metrics rows {step: eval return or ''}."""
+def make_run(root, name, env, planner, seed, evals, rates, overrides=(), updates=None):
+    """A run folder: the composed config and metrics rows {step: eval return or ''}, with
+    cumulative ``updates`` (default: one per step)."""
     out = root / name
     out.mkdir(parents=True)
     OmegaConf.save(compose(env, planner, overrides=[f"train.seed={seed}", *overrides]),
@@ -23,8 +24,9 @@ def make_run(root, name, env, planner, seed, evals, rates, overrides=()):
     with open(out / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
-        for (step, value), rate in zip(evals.items(), rates):
-            writer.writerow({"step": step, "updates": step, "wall_s": step / 100,
+        for i, ((step, value), rate) in enumerate(zip(evals.items(), rates)):
+            writer.writerow({"step": step, "updates": updates[i] if updates else step,
+                             "wall_s": step / 100,
                              "eval_return_mean": value, "eval_return_std": 1.0,
                              "updates_per_s": rate, "q_loss": 0.5})
     return out
@@ -33,7 +35,7 @@ def make_run(root, name, env, planner, seed, evals, rates, overrides=()):
 @pytest.fixture
 def runs(tmp_path):
     ip, idp = "InvertedPendulum-v5", "InvertedDoublePendulum-v5"
-    make_run(tmp_path, "sweep/a", ip, "direct", 0, {1000: 10, 2000: 20, 3000: 30}, [100, 120, 110])
+    make_run(tmp_path, "sweep/a", ip, "direct", 0, {1000: 10, 2000: 20, 3000: 30}, [100, 150, 300])
     make_run(tmp_path, "sweep/b", ip, "direct", 1, {1000: 20, 2000: 40, 3000: 50}, [90, 90, 90])
     make_run(tmp_path, "sweep/c", ip, "iterative", 0, {1000: 5, 2000: "", 3000: 15}, [30, 30, 30])
     make_run(tmp_path, "sweep/d", ip, "iterative", 1, {1000: 7, 2000: 9, 3000: 25}, [20, 20, 20])
@@ -57,7 +59,8 @@ def test_mean_and_population_std_over_seeds(runs):
     assert direct["seeds"] == 2 and direct["steps"] == [1000, 2000, 3000]
     assert direct["mean"] == [15, 30, 40] and direct["std"] == [5, 10, 10]
     assert (direct["final_step"], direct["final_mean"], direct["final_std"]) == (3000, 40, 10)
-    assert direct["updates_per_s"] == pytest.approx((110 + 90) / 2)
+    # a: 3000 updates in 10 + 6.67 + 3.33 s = 150/s; b: 90/s
+    assert direct["updates_per_s"] == pytest.approx((150 + 90) / 2)
     # a seed that missed an evaluation: only the steps every seed evaluated at count
     iterative = methods[("InvertedPendulum-v5", "iterative")]
     assert iterative["steps"] == [1000, 3000] and iterative["mean"] == [6, 20]
@@ -94,9 +97,12 @@ def test_cli_json_table_and_figure(runs, capsys):
 
 
 def test_runs_without_evaluations_are_listed(tmp_path):
-    make_run(tmp_path, "offline", "InvertedPendulum-v5", "direct", 0, {500: "", 1000: ""}, [7, 9])
+    # a warm-up interval without updates does not count; then 1000 updates in 125 s
+    make_run(tmp_path, "offline", "InvertedPendulum-v5", "direct", 0,
+             {500: "", 1000: "", 1500: ""}, [0, 6, 12], updates=[0, 500, 1000])
     (method,) = report(tmp_path)["methods"]
-    assert method["final_mean"] is None and method["steps"] == [] and method["updates_per_s"] == 8
+    assert method["final_mean"] is None and method["steps"] == []
+    assert method["updates_per_s"] == pytest.approx(8)
 
 
 def test_bad_input_is_one_line(tmp_path, runs, capsys):
@@ -112,5 +118,5 @@ def test_bad_input_is_one_line(tmp_path, runs, capsys):
     line = error_line(capsys, "report", runs)
     assert "a/metrics.csv: 'eval_return_mean' holds 'twenty', not a number" in line
     metrics.write_text("step,loss\n1,2\n")
-    assert "not an mbiapo metrics file (no eval_return_mean, updates_per_s column)" in \
+    assert "not an mbiapo metrics file (no eval_return_mean, updates, updates_per_s column)" in \
         error_line(capsys, "report", runs)
