@@ -14,7 +14,9 @@ def add_parsers(sub) -> None:
                        description="Run every combination of the sweep file's grid and seeds "
                        "as one 'mbiapo train' process per Ray task, each in OUT/<values>_s<seed>"
                        " (output in its train.log). Re-running skips finished runs and resumes "
-                       "interrupted ones. See mbiapo/sweep.py for the file format.")
+                       "interrupted ones. The file's keys: base (a --config file), overrides "
+                       "(key=value for every run), grid (config key: [values]), seeds, steps; "
+                       "see the README's 'Sweeps and reports'.")
     p.add_argument("sweep", type=Path, metavar="SWEEP.yaml")
     p.add_argument("--address", help="Ray cluster: 'auto' or ray://HOST:PORT (default: start "
                    "a local instance with this machine's CPUs); run folders must be on a "
