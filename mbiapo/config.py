@@ -213,6 +213,15 @@ def validate(cfg: DictConfig) -> None:
         raise MbiapoError("planner.cem_elites must lie in [1, planner.cem_samples]")
 
 
+def flatten(cfg: DictConfig) -> dict:
+    """{"group.key": value} of a config, e.g. {"planner.name": "direct", ...}."""
+    flat = {}
+    for group, values in OmegaConf.to_container(cfg, resolve=True).items():
+        items = values.items() if isinstance(values, dict) else [(None, values)]
+        flat.update({group if key is None else f"{group}.{key}": value for key, value in items})
+    return flat
+
+
 def from_container(data: dict) -> DictConfig:
     """A config saved in a checkpoint or run folder, re-typed against the schema."""
     cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(data), "saved config")

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from mbiapo.config import load_yaml
+from mbiapo.config import flatten, load_yaml
 from mbiapo.errors import MbiapoError
 
 NOT_METHOD = {"env.id", "train.seed", "train.steps", "train.device"}
@@ -43,16 +42,6 @@ def find_runs(root: Path) -> list[Path]:
     return runs
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _number(text: str | None, path: Path, column: str) -> float:
     try:
         return float(text) if text not in (None, "") else math.nan
@@ -62,7 +51,7 @@ def _number(text: str | None, path: Path, column: str) -> float:
 
 def read_run(out: Path) -> RunCurve:
     """One run folder's config and evaluation curve; one MbiapoError for an unreadable file."""
-    config = _flat(OmegaConf.to_container(load_yaml(out / "config.yaml")))
+    config = flatten(load_yaml(out / "config.yaml"))
     path = out / "metrics.csv"
     with open(path, newline="") as f:
         reader = csv.DictReader(f)

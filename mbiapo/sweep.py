@@ -30,7 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mbiapo.config import compose, from_container, load_yaml
+from mbiapo.config import compose, flatten, from_container, load_yaml
 from mbiapo.errors import MbiapoError
 
 RAY_MISSING = "mbiapo sweep needs Ray: pip install 'mbiapo[ray]' (or pip install ray)"
@@ -97,17 +97,10 @@ def _run_name(values: dict, seed: int) -> str:
 
 
 def _differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
-    """Flattened keys whose values differ, ignoring train.steps (a sweep may extend runs)."""
-    a, b = (OmegaConf.to_container(c, resolve=True) for c in (saved, cfg))
-    a["train"].pop("steps", None)
-    b["train"].pop("steps", None)
-    flat = {}
-    for name, tree in (("a", a), ("b", b)):
-        for group, values in tree.items():
-            for key, value in values.items():
-                flat.setdefault(f"{group}.{key}", {})[name] = value
-    return [f"{k}: {v.get('a')!r} here, {v.get('b')!r} in the sweep"
-            for k, v in sorted(flat.items()) if v.get("a") != v.get("b")]
+    """Keys whose values differ, ignoring train.steps (a sweep may extend runs)."""
+    a, b = flatten(saved), flatten(cfg)
+    return [f"{k}: {a.get(k)!r} here, {b.get(k)!r} in the sweep"
+            for k in sorted(a.keys() | b.keys()) if k != "train.steps" and a.get(k) != b.get(k)]
 
 
 def _checkpoint_step(out: Path) -> int:
@@ -249,15 +242,14 @@ def check_cpus(address: str | None, cpus_per_run: int, num_cpus: int | None) -> 
     return local_cpus
 
 
-def run_sweep(sweep: Sweep, out: Path, address: str | None = None, cpus_per_run: int = 1,
-              num_cpus: int | None = None, on_done=None) -> dict:
-    """Run the sweep's unfinished runs as Ray tasks (``cpus_per_run`` CPUs each) on the
-    cluster at ``address``, or on a new local instance with ``num_cpus`` CPUs (default: all
-    of this machine's), and return
+def run_sweep(sweep: Sweep, runs: list[Run], out: Path, address: str | None = None,
+              cpus_per_run: int = 1, num_cpus: int | None = None, on_done=None) -> dict:
+    """Run the unfinished ``runs`` (``plan_runs(sweep, out)``) as Ray tasks (``cpus_per_run``
+    CPUs each) on the cluster at ``address``, or on a new local instance with ``num_cpus``
+    CPUs (default: all of this machine's), and return
     {"runs": [...], "wall_s", "sum_run_s", "speedup"}; ``on_done(run_result)`` is called as
     each run ends. Failed runs are reported, never raised."""
     local_cpus = check_cpus(address, cpus_per_run, num_cpus)
-    runs = plan_runs(sweep, out)
     todo = [run for run in runs if run.action != "skip"]
     results = {run.name: {"name": run.name, "status": "skipped", "seconds": 0.0,
                           "error": "", "out": str(run.out)} for run in runs}

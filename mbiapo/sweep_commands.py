@@ -62,7 +62,8 @@ def cmd_sweep(args) -> dict:
                   file=sys.stderr)
 
     try:
-        result = run_sweep(sweep, out, args.address, args.cpus_per_run, args.num_cpus, on_done)
+        result = run_sweep(sweep, runs, out, args.address, args.cpus_per_run, args.num_cpus,
+                           on_done)
     except KeyboardInterrupt:
         raise MbiapoError(f"interrupted; the runs saved checkpoints: 'mbiapo sweep "
                           f"{args.sweep} --out {out}' resumes them") from None
