@@ -56,6 +56,10 @@ class Agent(nn.Module):
         self.planner = build_planner(cfg.planner.name, cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))
         self.target_entropy = -float(act_dim) if t.target_entropy is None else t.target_entropy
+        # hot-path settings as plain numbers (reading a DictConfig costs ~10 us per access)
+        self.beta_train, self.beta_collect = float(v.beta_train), float(v.beta_collect)
+        self.samples, self.train_samples = cfg.planner.samples, cfg.planner.train_samples
+        self.gamma, self.tau = float(t.gamma), float(t.tau)
         self.model = self.rollout = None
         self.value, self.target_value = ModelFreeValue(self.q), ModelFreeValue(self.q_target)
         if v.kind == "model-based":
@@ -87,9 +91,7 @@ class Agent(nn.Module):
         estimate has a hand-written gradient; the model-based one is differentiated by autograd
         through the model, the rollout policy and the Q nets."""
         value = self.value
-        q_and_grad = None
-        if isinstance(value, ModelFreeValue):
-            q_and_grad = lambda actions: value.value_and_grad(obs, actions, beta)  # noqa: E731
+        q_and_grad = value.q_and_grad(obs, beta) if isinstance(value, ModelFreeValue) else None
         return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha,
                              self.act_dim, samples, q_and_grad)
 
@@ -110,7 +112,7 @@ class Agent(nn.Module):
         """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A)."""
         o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         batch = o.reshape(-1, self.obs_dim)
-        objective = self.objective(batch, self.cfg.value.beta_collect, self.cfg.planner.samples)
+        objective = self.objective(batch, self.beta_collect, self.samples)
         plan = (planner or self.planner).plan(objective, batch, iters, record=False)
         dist = TanhGaussian(plan.mu, plan.log_std)
         action = dist.mode if deterministic else dist.rsample(1)[0][:, 0]
@@ -121,22 +123,20 @@ class Agent(nn.Module):
     def critic_target(self, batch: dict[str, Tensor]) -> Tensor:
         """y = r + gamma (1 - done) (Q_targ(s', a') - alpha log pi(a'|s')) with beta_train: (B,).
         a' comes from the acting planner (model-free) or the rollout policy (model-based)."""
-        beta, next_obs = self.cfg.value.beta_train, batch["next_obs"]
+        beta, next_obs = self.beta_train, batch["next_obs"]
         if self.rollout is None:
-            objective = self.objective(next_obs, beta, self.cfg.planner.train_samples)
+            objective = self.objective(next_obs, beta, self.train_samples)
             plan = self.planner.plan(objective, next_obs, record=False)
             next_dist = TanhGaussian(plan.mu, plan.log_std)
         else:
             next_dist = TanhGaussian(*self.rollout(next_obs))
         next_act, _, next_logp = next_dist.rsample(1)
         soft_v = self.target_value(next_obs, next_act, beta) - self.alpha * next_logp
-        return batch["rew"] + self.cfg.train.gamma * (1 - batch["done"]) * soft_v[:, 0]
+        return batch["rew"] + self.gamma * (1 - batch["done"]) * soft_v[:, 0]
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One gradient step on a replay batch (obs, act, rew, next_obs, done); returns metrics."""
-        cfg = self.cfg
-        beta, samples = cfg.value.beta_train, cfg.planner.train_samples
-        obs = batch["obs"]
+        beta, samples, obs = self.beta_train, self.train_samples, batch["obs"]
 
         # 1. critic regression to the soft target
         target = self.critic_target(batch)
@@ -166,7 +166,7 @@ class Agent(nn.Module):
         # 5. targets
         with torch.no_grad():
             torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()),
-                                 cfg.train.tau)
+                                 self.tau)
         return {"q_loss": q_loss.detach(), "objective": torch.stack(plan.values).mean(),
                 "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp(), **metrics}
 

@@ -47,15 +47,17 @@ class SoftObjective:
         with torch.no_grad():
             # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 (u + softplus(-2u)):
             # KL = -E[sum(eps^2 / 2 - 2 (u + softplus(-2u)))] - sum(log sigma) + A * _KL_CONST
-            n, a_dim = self.n_samples, self.act_dim
-            eps = torch.randn(mu.shape[0], n, a_dim, device=mu.device, dtype=mu.dtype)
+            alpha = self.alpha
+            eps = torch.randn(mu.shape[0], self.n_samples, self.act_dim, device=mu.device,
+                              dtype=mu.dtype)
             std = log_std.exp().unsqueeze(1)
-            u = mu.unsqueeze(1) + std * eps
+            u = torch.addcmul(mu.unsqueeze(1), std, eps)
             actions = torch.tanh(u)
             q, dq_da = self.q_and_grad(actions)
-            per_sample = (0.5 * eps.pow(2) - 2.0 * (u + F.softplus(-2.0 * u))).sum(-1)
-            kl = -per_sample.mean(-1) - log_std.sum(-1) + a_dim * _KL_CONST
-            value = q.mean(-1) - self.alpha * kl
-            # dJ/du = (dQ/da (1 - a^2) - 2 alpha a) / n ; d log pi / d log sigma = -1 directly
-            du = (dq_da * (1.0 - actions.pow(2)) - 2.0 * self.alpha * actions) / n
-            return value, (du.sum(1), (du * std * eps).sum(1) + self.alpha)
+            per_sample = (eps.square().mul_(0.5) - 2.0 * F.softplus(-2.0 * u).add_(u)).sum(-1)
+            kl = self.act_dim * _KL_CONST - log_std.sum(-1) - per_sample.mean(-1)
+            value = q.mean(-1).sub_(kl, alpha=alpha)
+            # dJ/du = mean over samples of dQ/da (1 - a^2) - 2 alpha a; d log pi / d log sigma
+            # = -1 directly
+            du = (1.0 - actions.square()).mul_(dq_da).sub_(actions, alpha=2.0 * alpha)
+            return value, (du.mean(1), (du * eps).mean(1).mul_(std[:, 0]).add_(alpha))

@@ -22,13 +22,21 @@ class ModelFreeValue:
         obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
         return pessimistic(self.q_net(obs, actions), beta)
 
-    @torch.no_grad()
-    def value_and_grad(self, obs: Tensor, actions: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-        """Q-hat (B, N) and dQ-hat/da (B, N, A), by the ensemble's hand-written VJP."""
-        obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
-        q, vjp = self.q_net.forward_vjp(obs, actions)
-        value, weights = pessimistic_with_grad(q, beta)
-        return value, vjp(weights)
+    def q_and_grad(self, obs: Tensor, beta: float) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """For the states obs (B, S): ``actions (B, N, A) -> (Q-hat (B, N), dQ-hat/da (B, N, A))``
+        by the ensemble's hand-written VJP. The states' share of the first layer is computed
+        at the first call and reused by the later ones (one per planner iteration)."""
+        state_part = None
+
+        def q_and_grad(actions: Tensor) -> tuple[Tensor, Tensor]:
+            nonlocal state_part
+            if state_part is None:
+                state_part = self.q_net.state_part(obs)
+            q, vjp = self.q_net.forward_vjp(state_part, actions)
+            value, weights = pessimistic_with_grad(q, beta)
+            return value, vjp(weights)
+
+        return q_and_grad
 
 
 QFn = Callable[[Tensor, Tensor], Tensor]
@@ -48,18 +56,29 @@ def retrace_estimate(q: QFn, step: StepFn, policy: PolicyFn, obs: Tensor, action
     ``q(s, a) -> (...)``: a (pessimistic) Q estimate; ``step(s, a) -> Prediction``;
     ``policy(s) -> (a, log pi(a|s))``.
     """
+    if horizon == 0:
+        return q(obs, actions)
+    # Q(s0, a0) cancels: the estimate is sum_t w_t (r_t + gamma cont_{t+1} V(s_{t+1}))
+    # - sum_{0<t<h} w_t Q(s_t, a_t) with w_0 = 1, w_{t+1} = w_t gamma lam cont_{t+1}, so the
+    # rollout runs first and Q is evaluated once for all h future steps
     s, a = obs, actions
-    q_t = q(s, a)
-    estimate, weight = q_t, 1.0
+    preds, states, acts, log_pis = [], [], [], []
     for _ in range(horizon):
         pred = step(s, a)
         s = pred.next_obs
         a, log_pi = policy(s)
-        q_next = q(s, a)
-        delta = pred.reward + gamma * pred.cont * (q_next - alpha * log_pi) - q_t
-        estimate = estimate + weight * delta
+        preds.append(pred)
+        states.append(s)
+        acts.append(a)
+        log_pis.append(log_pi)
+    q_next = q(torch.stack(states), torch.stack(acts))  # (h, ...): Q(s_t, a_t), t = 1..h
+    estimate, weight = 0.0, 1.0
+    for t, pred in enumerate(preds):
+        soft_v = q_next[t] - alpha * log_pis[t]
+        estimate = estimate + weight * (pred.reward + gamma * pred.cont * soft_v)
         weight = weight * gamma * lam * pred.cont
-        q_t = q_next
+        if t + 1 < horizon:
+            estimate = estimate - weight * q_next[t]
     return estimate
 
 

@@ -42,21 +42,40 @@ class IterativeAmortizerNet(nn.Module):
         self.head = nn.Linear(hidden, 4 * act_dim)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.linears = [m for m in self.trunk.modules() if isinstance(m, nn.Linear)]
 
-    def step_terms(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
-                   grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
-        """Update ``delta`` and gate ``omega``, each (B, 2A) ordered as (mu, log_std)."""
+    def state_part(self, obs: Tensor) -> Tensor:
+        """The states' share of the first trunk layer, bias included: obs (B, S) -> (B, H).
+        It is the same at every iteration, so planners compute it once per plan."""
+        first = self.trunk[0][0]
+        return F.linear(obs, first.weight[:, : obs.shape[-1]], first.bias)
+
+    def step_terms(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
+                   grad_log_std: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Update ``delta`` and gate ``omega`` for mu and log_std, each (B, A): delta_mu,
+        delta_log_std, omega_mu, omega_log_std. Layers are applied as functions, not module
+        calls: this runs K times per plan, where module-call overhead shows at batch 1."""
+        a = self.act_dim
         blocks = torch.stack([mu, log_std, grad_mu, grad_log_std], dim=1).detach()  # (B, 4, A)
         if self.normalize:
-            blocks = F.layer_norm(blocks, (self.act_dim,)) * self.norm_weight + self.norm_bias
-        out = self.head(self.trunk(torch.cat([obs, blocks.flatten(1)], dim=-1)))
-        a = self.act_dim
-        delta = torch.cat([out[:, :a], soft_clamp_log_std(out[:, a: 2 * a])], dim=-1)
-        return delta, torch.sigmoid(out[:, 2 * a:])
+            blocks = torch.addcmul(self.norm_bias, F.layer_norm(blocks, (a,)), self.norm_weight)
+        first, *rest = self.linears
+        x = torch.addmm(state_part, blocks.flatten(1), first.weight[:, -4 * a:].t()).relu()
+        for layer in rest:
+            x = F.linear(x, layer.weight, layer.bias).relu()
+        out = F.linear(x, self.head.weight, self.head.bias)
+        gate = torch.sigmoid(out[:, 2 * a:])
+        return out[:, :a], soft_clamp_log_std(out[:, a: 2 * a]), gate[:, :a], gate[:, a:]
+
+    def step(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
+             grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimizer step from ``state_part(obs)``; returns the new (mu, log_std)."""
+        d_mu, d_log_std, g_mu, g_log_std = self.step_terms(state_part, mu, log_std, grad_mu,
+                                                           grad_log_std)
+        # omega * lambda + (1 - omega) * delta
+        return torch.lerp(d_mu, mu, g_mu), torch.lerp(d_log_std, log_std, g_log_std)
 
     def forward(self, obs: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
                 grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step; returns the new (mu, log_std), each (B, A)."""
-        delta, gate = self.step_terms(obs, mu, log_std, grad_mu, grad_log_std)
-        lam = torch.lerp(delta, torch.cat([mu, log_std], dim=-1), gate)  # gate*lam + (1-gate)*delta
-        return lam[:, : self.act_dim], lam[:, self.act_dim:]
+        return self.step(self.state_part(obs), mu, log_std, grad_mu, grad_log_std)

@@ -21,14 +21,16 @@ class QEnsemble(nn.Module):
         dims = [obs_dim + act_dim] + [hidden] * layers + [1]
         self.members = members
         self.n_layers = len(dims) - 1
-        for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        self._names = [(f"w{i}", f"b{i}") for i in range(self.n_layers)]
+        for (w_name, b_name), fan_in, fan_out in zip(self._names, dims[:-1], dims[1:]):
             w, b = stacked_linear(members, fan_in, fan_out)
-            self.register_parameter(f"w{i}", w)
-            self.register_parameter(f"b{i}", b)
+            self.register_parameter(w_name, w)
+            self.register_parameter(b_name, b)
 
     def layers(self) -> list[tuple[Tensor, Tensor]]:
         """[(weight (E, in, out), bias (E, 1, out))] from input to output."""
-        return [(getattr(self, f"w{i}"), getattr(self, f"b{i}")) for i in range(self.n_layers)]
+        params = self._parameters  # direct lookups: Module.__getattr__ costs ~4 us each
+        return [(params[w], params[b]) for w, b in self._names]
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1)
@@ -43,35 +45,45 @@ class QEnsemble(nn.Module):
         x = (x * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
         return x.reshape(e, *lead)
 
+    @torch.no_grad()
+    def state_part(self, obs: Tensor) -> Tensor:
+        """The states' share of the first layer, bias included: obs (B, S) -> (E, B, 1, H).
+        Planners score many actions per state; computing this once per batch of states
+        leaves ``forward_vjp`` only the actions' A columns of the first layer."""
+        w0, b0 = self.w0, self.b0
+        x = obs.reshape(1, -1, obs.shape[-1]).expand(w0.shape[0], -1, -1)
+        return torch.baddbmm(b0, x, w0[:, : obs.shape[-1]]).unsqueeze(2)
 
     @torch.no_grad()
-    def forward_vjp(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-        """``forward`` plus a hand-written vector-Jacobian product w.r.t. the actions.
+    def forward_vjp(self, state_part: Tensor,
+                    act: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """``forward`` for actions act (B, N, A) at the states of ``state_part(obs)``, plus a
+        hand-written vector-Jacobian product w.r.t. the actions.
 
-        Returns q (E, ...) and ``vjp(grad_q (E, ...)) -> grad_act (..., A)``. No autograd
+        Returns q (E, B, N) and ``vjp(grad_q (E, B, N)) -> grad_act (B, N, A)``. No autograd
         graph is built: planners call this at every iteration, where autograd's bookkeeping
         costs more than the arithmetic at small batches.
         """
-        x = torch.cat([obs, act], dim=-1)
-        lead, act_dim = x.shape[:-1], act.shape[-1]
-        x = x.reshape(-1, x.shape[-1])
-        (w0, b0), *hidden, (w_out, b_out) = self.layers()
-        e = w0.shape[0]
-        h = torch.relu(torch.baddbmm(b0, x.expand(e, -1, -1), w0))
+        (w0, _), *hidden, (w_out, b_out) = self.layers()
+        e, b, _, width = state_part.shape
+        n, act_dim = act.shape[1], act.shape[2]
+        w_act = w0[:, -act_dim:]
+        h = torch.bmm(act.reshape(1, b * n, act_dim).expand(e, -1, -1), w_act)
+        h = h.view(e, b, n, width).add_(state_part).relu_().view(e, b * n, width)
         activations = [h]
-        for w, b in hidden:
-            h = torch.relu(torch.baddbmm(b, h, w))
+        for w, bias in hidden:
+            h = torch.baddbmm(bias, h, w).relu_()
             activations.append(h)
-        q = (h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
+        q = ((h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]).view(e, b, n)
 
         def vjp(grad_q: Tensor) -> Tensor:
-            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, M, H)
+            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, B N, H)
             for (w, _), a in zip(reversed(hidden), reversed(activations[1:])):
                 g = torch.bmm(_relu_backward(g, a), w.transpose(1, 2))
-            g = torch.bmm(_relu_backward(g, activations[0]), w0[:, -act_dim:].transpose(1, 2))
-            return g.sum(0).reshape(*lead, act_dim)
+            g = torch.bmm(_relu_backward(g, activations[0]), w_act.transpose(1, 2))
+            return g.sum(0).view(b, n, act_dim)
 
-        return q.reshape(e, *lead), vjp
+        return q, vjp
 
 
 def _relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
@@ -89,7 +101,7 @@ def pessimistic(q: Tensor, beta: float) -> Tensor:
 def pessimistic_with_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
     """``pessimistic(q, beta)`` (...) and its gradient w.r.t. q (E, ...)."""
     e = q.shape[0]
-    centered = q - q.mean(0, keepdim=True)
-    std = centered.pow(2).mean(0, keepdim=True).sqrt()
-    value = (q.mean(0, keepdim=True) - beta * std).squeeze(0)
-    return value, 1.0 / e - (beta / e) * centered / std.clamp_min(1e-12)
+    std, mean = torch.std_mean(q, 0, correction=0, keepdim=True)
+    value = (mean - beta * std).squeeze(0)
+    weights = (q - mean).div_(std.clamp_min_(1e-12)).mul_(-beta / e).add_(1.0 / e)
+    return value, weights

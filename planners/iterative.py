@@ -37,9 +37,10 @@ class IterativePlanner(nn.Module):
         mu, log_std = initial_params(obs, self.act_dim, init)
         plan = Plan(mu, log_std)
         _, grads = value_and_grad(objective, mu, log_std)
+        state_part = self.net.state_part(obs)
         surrogate = obs.new_zeros(())
         for k in range(iters):
-            mu, log_std = self.net(obs, mu, log_std, *grads)
+            mu, log_std = self.net.step(state_part, mu, log_std, *grads)
             if callback is not None:
                 callback(k, mu.detach(), log_std.detach())
             if k + 1 < iters or record or training:

@@ -144,7 +144,7 @@ def test_analytic_value_and_grad_matches_autograd():
     obs = torch.randn(6, 3)
     mu, log_std = torch.randn(6, 2), torch.randn(6, 2) * 0.5
     objective = SoftObjective(lambda a: value(obs, a, 1.5), 0.3, 2, n_samples=4,
-                              q_and_grad=lambda a: value.value_and_grad(obs, a, 1.5))
+                              q_and_grad=value.q_and_grad(obs, 1.5))
     reference = SoftObjective(objective.q, 0.3, 2, n_samples=4)
     torch.manual_seed(7)
     fast_value, fast_grads = objective.value_and_grad(mu, log_std)

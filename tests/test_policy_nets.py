@@ -7,11 +7,12 @@ def test_zero_initialised_gates_mix_lambda_and_delta_half_and_half():
     net = IterativeAmortizerNet(obs_dim=4, act_dim=3, hidden=16)
     obs, mu, log_std = torch.randn(5, 4), torch.randn(5, 3), torch.randn(5, 3)
     grads = torch.randn(5, 3), torch.randn(5, 3)
-    delta, gate = net.step_terms(obs, mu, log_std, *grads)
-    assert torch.equal(gate, torch.full_like(gate, 0.5))
+    d_mu, d_log_std, *gates = net.step_terms(net.state_part(obs), mu, log_std, *grads)
+    for gate in gates:
+        assert torch.equal(gate, torch.full_like(gate, 0.5))
     new_mu, new_log_std = net(obs, mu, log_std, *grads)
-    torch.testing.assert_close(new_mu, 0.5 * mu + 0.5 * delta[:, :3])
-    torch.testing.assert_close(new_log_std, 0.5 * log_std + 0.5 * delta[:, 3:])
+    torch.testing.assert_close(new_mu, 0.5 * mu + 0.5 * d_mu)
+    torch.testing.assert_close(new_log_std, 0.5 * log_std + 0.5 * d_log_std)
     # zero update head: delta_mu = 0 exactly, so mu is halved
     torch.testing.assert_close(new_mu, 0.5 * mu)
 
