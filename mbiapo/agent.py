@@ -106,17 +106,19 @@ class Agent(nn.Module):
         return build_planner(name, planner_group(name, self.cfg.planner), self.obs_dim,
                              self.act_dim)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,
             iters: int | None = None) -> np.ndarray:
-        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A)."""
-        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        batch = o.reshape(-1, self.obs_dim)
-        objective = self.objective(batch, self.beta_collect, self.samples)
-        plan = (planner or self.planner).plan(objective, batch, iters, record=False)
-        dist = TanhGaussian(plan.mu, plan.log_std)
-        action = dist.mode if deterministic else dist.rsample(1)[0][:, 0]
-        return action.reshape(*o.shape[:-1], self.act_dim).cpu().numpy()
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Model-free agents
+        plan in inference mode (cheaper per op than no_grad); the model-based objective needs
+        autograd for its gradient, so those plan under no_grad."""
+        with torch.inference_mode(self.model is None), torch.no_grad():
+            o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            batch = o.reshape(-1, self.obs_dim)
+            objective = self.objective(batch, self.beta_collect, self.samples)
+            plan = (planner or self.planner).plan(objective, batch, iters, record=False)
+            dist = TanhGaussian(plan.mu, plan.log_std)
+            action = dist.mode if deterministic else dist.sample()
+            return action.reshape(*o.shape[:-1], self.act_dim).cpu().numpy()
 
     # ----------------------------------------------------------------------------- learning
     @torch.no_grad()

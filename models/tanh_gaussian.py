@@ -39,6 +39,10 @@ class TanhGaussian:
         """Deterministic action ``tanh(mu)``: (B, A)."""
         return torch.tanh(self.mu)
 
+    def sample(self) -> Tensor:
+        """One action per row, without its log-probability: (B, A)."""
+        return torch.tanh(torch.addcmul(self.mu, self.log_std.exp(), torch.randn_like(self.mu)))
+
     def rsample(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
         """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n)."""
         eps = torch.randn(

@@ -38,7 +38,7 @@ class IterativePlanner(nn.Module):
         plan = Plan(mu, log_std)
         _, grads = value_and_grad(objective, mu, log_std)
         state_part = self.net.state_part(obs)
-        surrogate = obs.new_zeros(())
+        surrogate = 0.0
         for k in range(iters):
             mu, log_std = self.net.step(state_part, mu, log_std, *grads)
             if callback is not None:

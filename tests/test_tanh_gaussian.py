@@ -31,6 +31,17 @@ def test_rsample_is_differentiable_and_mode_is_tanh_mu():
                                torch.tanh(torch.ones(1, 2)))
 
 
+def test_sample_draws_tanh_of_the_gaussian():
+    mu = torch.tensor([[0.5, -1.0]]).expand(100_000, -1)
+    log_std = torch.tensor([[-1.0, 0.0]]).expand(100_000, -1)
+    actions = TanhGaussian(mu, log_std).sample()
+    assert actions.shape == (100_000, 2) and actions.abs().max() < 1
+    u = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
+    torch.testing.assert_close(u.mean(0), torch.tensor([0.5, -1.0]), atol=0.02, rtol=0)
+    torch.testing.assert_close(u.std(0), torch.tensor([math.exp(-1.0), 1.0]), atol=0.02,
+                               rtol=0)
+
+
 def test_kl_to_uniform_of_a_near_uniform_distribution_is_small_and_nonnegative():
     # u ~ N(0, 0.8^2) pushed through tanh is close to uniform on (-1, 1).
     mu, log_std = torch.zeros(1, 1), torch.full((1, 1), math.log(0.8))
