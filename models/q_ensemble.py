@@ -101,7 +101,9 @@ def pessimistic(q: Tensor, beta: float) -> Tensor:
 def pessimistic_with_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
     """``pessimistic(q, beta)`` (...) and its gradient w.r.t. q (E, ...)."""
     e = q.shape[0]
-    std, mean = torch.std_mean(q, 0, correction=0, keepdim=True)
+    mean = q.mean(0, keepdim=True)
+    centered = q - mean
+    std = centered.square().mean(0, keepdim=True).sqrt_()  # torch.std_mean over dim 0 is slow
     value = torch.add(mean, std, alpha=-beta).squeeze(0)
-    weights = (q - mean).div_(std.clamp_min_(1e-12)).mul_(-beta / e).add_(1.0 / e)
+    weights = centered.div_(std.clamp_min_(1e-12)).mul_(-beta / e).add_(1.0 / e)
     return value, weights
