@@ -87,13 +87,12 @@ class Agent(nn.Module):
         return self.log_alpha.detach().exp().item()
 
     def objective(self, obs: Tensor, beta: float, samples: int) -> SoftObjective:
-        """J(s, .) for the states obs (B, S) under the agent's value estimate. The model-free
-        estimate has a hand-written gradient; the model-based one is differentiated by autograd
-        through the model, the rollout policy and the Q nets."""
+        """J(s, .) for the states obs (B, S) under the agent's value estimate. Planners get
+        its gradient from the estimators' hand-written vector-Jacobian products; calling the
+        objective itself goes through autograd."""
         value = self.value
-        q_and_grad = value.q_and_grad(obs, beta) if isinstance(value, ModelFreeValue) else None
         return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha,
-                             self.act_dim, samples, q_and_grad)
+                             self.act_dim, samples, value.q_and_grad(obs, beta))
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""
@@ -108,10 +107,9 @@ class Agent(nn.Module):
 
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,
             iters: int | None = None) -> np.ndarray:
-        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Model-free agents
-        plan in inference mode (cheaper per op than no_grad); the model-based objective needs
-        autograd for its gradient, so those plan under no_grad."""
-        with torch.inference_mode(self.model is None), torch.no_grad():
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning runs in
+        inference mode (cheaper per op than no_grad)."""
+        with torch.inference_mode():
             o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             batch = o.reshape(-1, self.obs_dim)
             objective = self.objective(batch, self.beta_collect, self.samples)

@@ -5,9 +5,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from mbiapo.models.mlp import mlp_forward_vjp
 from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_with_grad
-from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.models.tanh_gaussian import (
+    _HALF_LOG_2PI,
+    TanhGaussian,
+    soft_clamp_log_std,
+    soft_clamp_log_std_grad,
+    tanh_log_det,
+)
 from mbiapo.models.world_model import Prediction, WorldModel
 
 
@@ -107,3 +114,103 @@ class ModelBasedValue:
     def __call__(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
         """obs (B, S), actions (B, N, A) -> (B, N)."""
         return self.estimate(obs.unsqueeze(1).expand(-1, actions.shape[1], -1), actions, beta)
+
+    def q_and_grad(self, obs: Tensor, beta: float) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """For the states obs (B, S): ``actions (B, N, A) -> (estimate (B, N), d estimate / d
+        actions (B, N, A))``, the same numbers as autograd through ``__call__`` (same random
+        draws) from hand-written vector-Jacobian products of the model, the rollout policy
+        and the ensemble: no autograd graph, so planners pay for arithmetic, not bookkeeping."""
+
+        def q_and_grad(actions: Tensor) -> tuple[Tensor, Tensor]:
+            b, n, act_dim = actions.shape
+            s = obs.unsqueeze(1).expand(-1, n, -1).reshape(b * n, -1)
+            a = actions.reshape(b * n, act_dim)
+            if self.horizon == 0:
+                q, q_vjp = self.q_net.forward_input_vjp(s, a)
+                value, weights = pessimistic_with_grad(q, beta)
+                return value.view(b, n), q_vjp(weights)[1].view(b, n, act_dim)
+            value, grad = self._retrace_with_grad(s, a, beta)
+            return value.view(b, n), grad.view(b, n, act_dim)
+
+        return q_and_grad
+
+    def _retrace_with_grad(self, s: Tensor, a: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+        """``estimate`` for s (M, S), a (M, A), and its gradient w.r.t. a, by reverse mode
+        through the formula of ``retrace_estimate``."""
+        gamma, lam, h = self.gamma, self.lam, self.horizon
+        alpha = self.log_alpha.detach().exp()
+        steps = []  # (prediction, model vjp, log pi, policy vjp) for t = 0..h-1
+        states, acts = [], []
+        for _ in range(h):
+            pred, model_vjp = self.model.forward_vjp(s, a)
+            s = pred.next_obs
+            a, log_pi, policy_vjp = self._policy_vjp(s)
+            steps.append((pred, model_vjp, log_pi, policy_vjp))
+            states.append(s)
+            acts.append(a)
+        q, q_vjp = self.q_net.forward_input_vjp(torch.stack(states), torch.stack(acts))
+        q_hat, q_weights = pessimistic_with_grad(q, beta)  # (h, M), (E, h, M)
+
+        # forward: w_0 = 1, w_{t+1} = w_t gamma lam cont_{t+1}
+        weights, soft_v, estimate = [1.0], [], 0.0
+        for t, (pred, _, log_pi, _) in enumerate(steps):
+            soft_v.append(q_hat[t] - alpha * log_pi)
+            estimate = estimate + weights[t] * (pred.reward + gamma * pred.cont * soft_v[t])
+            weights.append(weights[t] * gamma * lam * pred.cont)
+            if t + 1 < h:
+                estimate = estimate - weights[t + 1] * q_hat[t]
+        # adjoints of the estimate w.r.t. reward_t, cont_{t+1}, Q-hat_{t+1}, log pi_{t+1}
+        grad_reward, grad_cont, grad_q_hat, grad_log_pi = [], [], [], []
+        grad_weight_next = None  # adjoint of w_{t+1}
+        for t in reversed(range(h)):
+            pred = steps[t][0]
+            w_gamma = weights[t] * gamma
+            grad_reward.append(weights[t])
+            grad_q_hat.append(w_gamma * pred.cont - (weights[t + 1] if t + 1 < h else 0.0))
+            grad_log_pi.append(-alpha * w_gamma * pred.cont)
+            if grad_weight_next is None:
+                grad_cont.append(w_gamma * soft_v[t])
+                grad_weight = pred.reward + gamma * pred.cont * soft_v[t]
+            else:
+                grad_cont.append(w_gamma * (soft_v[t] + lam * grad_weight_next))
+                grad_weight = (pred.reward + gamma * pred.cont * soft_v[t]
+                               + grad_weight_next * gamma * lam * pred.cont)
+            if t > 0:
+                grad_weight_next = grad_weight - q_hat[t - 1]
+        for adjoints in (grad_reward, grad_cont, grad_q_hat, grad_log_pi):
+            adjoints.reverse()
+
+        grad_s_q, grad_a_q = q_vjp(q_weights * torch.stack(grad_q_hat))  # (h, M, S/A)
+        grad_s = grad_a = None  # w.r.t. (s_{t+1}, a_{t+1}) from the model step t+1
+        for t in reversed(range(h)):
+            pred, model_vjp, _, policy_vjp = steps[t]
+            g_a = grad_a_q[t] if grad_a is None else grad_a_q[t] + grad_a
+            g_s = grad_s_q[t] + policy_vjp(g_a, grad_log_pi[t])
+            if grad_s is not None:
+                g_s = g_s + grad_s
+            grad_s, grad_a = model_vjp(g_s, grad_reward[t], grad_cont[t])
+        return estimate, grad_a
+
+    def _policy_vjp(self, obs: Tensor) -> tuple[Tensor, Tensor, Callable]:
+        """``_policy`` for obs (M, S) (the same random draw) plus the vector-Jacobian product
+        ``vjp(grad_actions (M, A), grad_log_pi (M,)) -> grad_obs (M, S)``."""
+        out, net_vjp = mlp_forward_vjp(self.rollout.net, obs)
+        mu, raw_log_std = out.chunk(2, dim=-1)
+        log_std = soft_clamp_log_std(raw_log_std)
+        std = log_std.exp()
+        eps = torch.randn_like(mu)
+        u = torch.addcmul(mu, std, eps)
+        actions = torch.tanh(u)
+        log_pi = (-0.5 * eps.square().sum(-1) - log_std.sum(-1) - mu.shape[-1] * _HALF_LOG_2PI
+                  - tanh_log_det(u))
+
+        def vjp(grad_actions: Tensor, grad_log_pi: Tensor) -> Tensor:
+            # d a / d u = 1 - a^2; d log pi / d u = 2 a (from -log|det|); d log pi / d log_std
+            # = -1 directly
+            g_log_pi = grad_log_pi.unsqueeze(-1)
+            grad_u = grad_actions * (1.0 - actions.square()) + 2.0 * actions * g_log_pi
+            grad_log_std = grad_u * std * eps - g_log_pi
+            grad_raw = grad_log_std * soft_clamp_log_std_grad(raw_log_std)
+            return net_vjp(torch.cat([grad_u, grad_raw], dim=-1))
+
+        return actions, log_pi, vjp

@@ -1,9 +1,11 @@
 """Plain multi-layer perceptrons, and the stacked parameters of batched ensembles."""
 
 import math
+from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def mlp(
@@ -34,3 +36,27 @@ def stacked_linear(members: int, fan_in: int, fan_out: int) -> tuple[nn.Paramete
     w = torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)
     b = torch.empty(members, 1, fan_out).uniform_(-bound, bound)
     return nn.Parameter(w), nn.Parameter(b)
+
+
+def relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
+    """grad * (activation > 0) in one kernel (the one autograd uses for ReLU)."""
+    return torch.ops.aten.threshold_backward(grad, activation, 0)
+
+
+def mlp_forward_vjp(net: nn.Sequential, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``net(x)`` for a ReLU ``mlp`` without layer norm, plus its vector-Jacobian product
+    w.r.t. the input: x (M, in) -> y (M, out), ``vjp(grad_y (M, out)) -> grad_x (M, in)``.
+    Builds no autograd graph (call it under ``torch.no_grad``)."""
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    activations = []
+    for layer in linears[:-1]:
+        x = F.linear(x, layer.weight, layer.bias).relu_()
+        activations.append(x)
+    y = F.linear(x, linears[-1].weight, linears[-1].bias)
+
+    def vjp(grad: Tensor) -> Tensor:
+        for layer, activation in zip(reversed(linears[1:]), reversed(activations)):
+            grad = relu_backward(grad @ layer.weight, activation)
+        return grad @ linears[0].weight
+
+    return y, vjp

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from mbiapo.models.mlp import stacked_linear
+from mbiapo.models.mlp import relu_backward, stacked_linear
 
 
 class QEnsemble(nn.Module):
@@ -64,31 +64,54 @@ class QEnsemble(nn.Module):
         graph is built: planners call this at every iteration, where autograd's bookkeeping
         costs more than the arithmetic at small batches.
         """
-        (w0, _), *hidden, (w_out, b_out) = self.layers()
         e, b, _, width = state_part.shape
         n, act_dim = act.shape[1], act.shape[2]
-        w_act = w0[:, -act_dim:]
-        h = torch.bmm(act.reshape(1, b * n, act_dim).expand(e, -1, -1), w_act)
-        h = h.view(e, b, n, width).add_(state_part).relu_().view(e, b * n, width)
+        w_act = self.w0[:, -act_dim:]
+        pre = torch.bmm(act.reshape(1, b * n, act_dim).expand(e, -1, -1), w_act)
+        q, pre_vjp = self._vjp_from_first_layer(pre.view(e, b, n, width).add_(state_part))
+
+        def vjp(grad_q: Tensor) -> Tensor:
+            return torch.bmm(pre_vjp(grad_q), w_act.transpose(1, 2)).sum(0).view(b, n, act_dim)
+
+        return q.view(e, b, n), vjp
+
+    @torch.no_grad()
+    def forward_input_vjp(self, obs: Tensor, act: Tensor
+                          ) -> tuple[Tensor, Callable[[Tensor], tuple[Tensor, Tensor]]]:
+        """``forward(obs (..., S), act (..., A)) -> q (E, ...)`` plus the vector-Jacobian
+        product w.r.t. both inputs: ``vjp(grad_q (E, ...)) -> (grad_obs, grad_act)``."""
+        x = torch.cat([obs, act], dim=-1)
+        lead, obs_dim = x.shape[:-1], obs.shape[-1]
+        w0, b0 = self.w0, self.b0
+        e = w0.shape[0]
+        q, pre_vjp = self._vjp_from_first_layer(
+            torch.baddbmm(b0, x.reshape(1, -1, x.shape[-1]).expand(e, -1, -1), w0))
+
+        def vjp(grad_q: Tensor) -> tuple[Tensor, Tensor]:
+            grad_x = torch.bmm(pre_vjp(grad_q), w0.transpose(1, 2)).sum(0).view(*lead, -1)
+            return grad_x[..., :obs_dim], grad_x[..., obs_dim:]
+
+        return q.view(e, *lead), vjp
+
+    def _vjp_from_first_layer(self, pre: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """The layers after the first one's pre-activation ``pre`` (E, ..., H), which it
+        overwrites: q (E, M) and ``vjp(grad_q (E, ...)) -> grad_pre (E, M, H)``."""
+        _, *hidden, (w_out, b_out) = self.layers()
+        e, width = pre.shape[0], pre.shape[-1]
+        h = pre.relu_().view(e, -1, width)
         activations = [h]
         for w, bias in hidden:
             h = torch.baddbmm(bias, h, w).relu_()
             activations.append(h)
-        q = ((h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]).view(e, b, n)
+        q = (h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
 
         def vjp(grad_q: Tensor) -> Tensor:
-            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, B N, H)
+            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, M, H)
             for (w, _), a in zip(reversed(hidden), reversed(activations[1:])):
-                g = torch.bmm(_relu_backward(g, a), w.transpose(1, 2))
-            g = torch.bmm(_relu_backward(g, activations[0]), w_act.transpose(1, 2))
-            return g.sum(0).view(b, n, act_dim)
+                g = torch.bmm(relu_backward(g, a), w.transpose(1, 2))
+            return relu_backward(g, activations[0])
 
         return q, vjp
-
-
-def _relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
-    """grad * (activation > 0) in one kernel (the one autograd uses for ReLU)."""
-    return torch.ops.aten.threshold_backward(grad, activation, 0)
 
 
 def pessimistic(q: Tensor, beta: float) -> Tensor:

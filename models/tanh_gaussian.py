@@ -22,6 +22,12 @@ def soft_clamp_log_std(x: Tensor) -> Tensor:
     return LOG_STD_MIN + F.softplus(x - LOG_STD_MIN)
 
 
+def soft_clamp_log_std_grad(x: Tensor) -> Tensor:
+    """d soft_clamp_log_std(x) / dx, elementwise."""
+    inner = LOG_STD_MAX - F.softplus(LOG_STD_MAX - x)
+    return torch.sigmoid(LOG_STD_MAX - x) * torch.sigmoid(inner - LOG_STD_MIN)
+
+
 def tanh_log_det(u: Tensor) -> Tensor:
     """``sum_i log(1 - tanh(u_i)^2)``: (..., A) -> (...)."""
     return (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
