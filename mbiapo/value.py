@@ -79,14 +79,23 @@ def retrace_estimate(q: QFn, step: StepFn, policy: PolicyFn, obs: Tensor, action
         acts.append(a)
         log_pis.append(log_pi)
     q_next = q(torch.stack(states), torch.stack(acts))  # (h, ...): Q(s_t, a_t), t = 1..h
-    estimate, weight = 0.0, 1.0
+    return _retrace_sum(preds, q_next, log_pis, alpha, gamma, lam)[0]
+
+
+def _retrace_sum(preds: list[Prediction], q_next: Tensor, log_pis: list[Tensor],
+                 alpha: Tensor | float, gamma: float, lam: float
+                 ) -> tuple[Tensor, list[Tensor | float], list[Tensor]]:
+    """``retrace_estimate`` from its rollout: the h model predictions, q_next (h, ...) the Q
+    estimates at (s_t, a_t) for t = 1..h and the h log pi(a_t|s_t). Returns the estimate, the
+    weights w_0..w_h and the soft values V(s_1)..V(s_h) (the gradient needs them)."""
+    weights, soft_v, estimate = [1.0], [], 0.0
     for t, pred in enumerate(preds):
-        soft_v = q_next[t] - alpha * log_pis[t]
-        estimate = estimate + weight * (pred.reward + gamma * pred.cont * soft_v)
-        weight = weight * gamma * lam * pred.cont
-        if t + 1 < horizon:
-            estimate = estimate - weight * q_next[t]
-    return estimate
+        soft_v.append(q_next[t] - alpha * log_pis[t])
+        estimate = estimate + weights[t] * (pred.reward + gamma * pred.cont * soft_v[t])
+        weights.append(weights[t] * gamma * lam * pred.cont)
+        if t + 1 < len(preds):
+            estimate = estimate - weights[t + 1] * q_next[t]
+    return estimate, weights, soft_v
 
 
 class ModelBasedValue:
@@ -139,56 +148,44 @@ class ModelBasedValue:
         through the formula of ``retrace_estimate``."""
         gamma, lam, h = self.gamma, self.lam, self.horizon
         alpha = self.log_alpha.detach().exp()
-        steps = []  # (prediction, model vjp, log pi, policy vjp) for t = 0..h-1
-        states, acts = [], []
+        rollout = []
         for _ in range(h):
             pred, model_vjp = self.model.forward_vjp(s, a)
             s = pred.next_obs
             a, log_pi, policy_vjp = self._policy_vjp(s)
-            steps.append((pred, model_vjp, log_pi, policy_vjp))
-            states.append(s)
-            acts.append(a)
+            rollout.append((pred, s, a, log_pi, model_vjp, policy_vjp))
+        preds, states, acts, log_pis, model_vjps, policy_vjps = zip(*rollout)
         q, q_vjp = self.q_net.forward_input_vjp(torch.stack(states), torch.stack(acts))
         q_hat, q_weights = pessimistic_with_grad(q, beta)  # (h, M), (E, h, M)
+        estimate, weights, soft_v = _retrace_sum(preds, q_hat, log_pis, alpha, gamma, lam)
 
-        # forward: w_0 = 1, w_{t+1} = w_t gamma lam cont_{t+1}
-        weights, soft_v, estimate = [1.0], [], 0.0
-        for t, (pred, _, log_pi, _) in enumerate(steps):
-            soft_v.append(q_hat[t] - alpha * log_pi)
-            estimate = estimate + weights[t] * (pred.reward + gamma * pred.cont * soft_v[t])
-            weights.append(weights[t] * gamma * lam * pred.cont)
-            if t + 1 < h:
-                estimate = estimate - weights[t + 1] * q_hat[t]
         # adjoints of the estimate w.r.t. reward_t, cont_{t+1}, Q-hat_{t+1}, log pi_{t+1}
         grad_reward, grad_cont, grad_q_hat, grad_log_pi = [], [], [], []
-        grad_weight_next = None  # adjoint of w_{t+1}
+        grad_weight_next = 0.0  # adjoint of w_{t+1} (w_h is unused)
         for t in reversed(range(h)):
-            pred = steps[t][0]
+            pred = preds[t]
             w_gamma = weights[t] * gamma
             grad_reward.append(weights[t])
             grad_q_hat.append(w_gamma * pred.cont - (weights[t + 1] if t + 1 < h else 0.0))
             grad_log_pi.append(-alpha * w_gamma * pred.cont)
-            if grad_weight_next is None:
-                grad_cont.append(w_gamma * soft_v[t])
-                grad_weight = pred.reward + gamma * pred.cont * soft_v[t]
-            else:
-                grad_cont.append(w_gamma * (soft_v[t] + lam * grad_weight_next))
-                grad_weight = (pred.reward + gamma * pred.cont * soft_v[t]
-                               + grad_weight_next * gamma * lam * pred.cont)
+            grad_cont.append(w_gamma * (soft_v[t] + lam * grad_weight_next))
+            # w_t multiplies r_t + gamma cont_{t+1} V(s_{t+1}) and -Q(s_t, a_t) (t > 0) and
+            # makes w_{t+1}
+            grad_weight_next = (pred.reward + gamma * pred.cont * soft_v[t]
+                                + grad_weight_next * gamma * lam * pred.cont)
             if t > 0:
-                grad_weight_next = grad_weight - q_hat[t - 1]
+                grad_weight_next = grad_weight_next - q_hat[t - 1]
         for adjoints in (grad_reward, grad_cont, grad_q_hat, grad_log_pi):
             adjoints.reverse()
 
         grad_s_q, grad_a_q = q_vjp(q_weights * torch.stack(grad_q_hat))  # (h, M, S/A)
         grad_s = grad_a = None  # w.r.t. (s_{t+1}, a_{t+1}) from the model step t+1
         for t in reversed(range(h)):
-            pred, model_vjp, _, policy_vjp = steps[t]
             g_a = grad_a_q[t] if grad_a is None else grad_a_q[t] + grad_a
-            g_s = grad_s_q[t] + policy_vjp(g_a, grad_log_pi[t])
+            g_s = grad_s_q[t] + policy_vjps[t](g_a, grad_log_pi[t])
             if grad_s is not None:
                 g_s = g_s + grad_s
-            grad_s, grad_a = model_vjp(g_s, grad_reward[t], grad_cont[t])
+            grad_s, grad_a = model_vjps[t](g_s, grad_reward[t], grad_cont[t])
         return estimate, grad_a
 
     def _policy_vjp(self, obs: Tensor) -> tuple[Tensor, Tensor, Callable]:
