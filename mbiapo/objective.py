@@ -5,7 +5,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_to_uniform
 
@@ -45,8 +44,8 @@ class SoftObjective:
                 grads = torch.autograd.grad(value.sum(), (mu, log_std))
             return value.detach(), grads
         with torch.no_grad():
-            # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 (u + softplus(-2u)):
-            # KL = -E[sum(eps^2 / 2 - 2 (u + softplus(-2u)))] - sum(log sigma) + A * _KL_CONST
+            # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 log(e^u + e^-u):
+            # KL = A * _KL_CONST - sum(log sigma) + 2 E[sum(log(e^u + e^-u) - eps^2 / 4)]
             alpha = self.alpha
             eps = torch.randn(mu.shape[0], self.n_samples, self.act_dim, device=mu.device,
                               dtype=mu.dtype)
@@ -54,10 +53,13 @@ class SoftObjective:
             u = torch.addcmul(mu.unsqueeze(1), std, eps)
             actions = torch.tanh(u)
             q, dq_da = self.q_and_grad(actions)
-            per_sample = (eps.square().mul_(0.5) - 2.0 * F.softplus(-2.0 * u).add_(u)).sum(-1)
-            kl = self.act_dim * _KL_CONST - log_std.sum(-1) - per_sample.mean(-1)
-            value = q.mean(-1).sub_(kl, alpha=alpha)
-            # dJ/du = mean over samples of dQ/da (1 - a^2) - 2 alpha a; d log pi / d log sigma
-            # = -1 directly
-            du = (1.0 - actions.square()).mul_(dq_da).sub_(actions, alpha=2.0 * alpha)
-            return value, (du.mean(1), (du * eps).mean(1).mul_(std[:, 0]).add_(alpha))
+            # sums, scaled once, instead of means (reductions dominate at small batches)
+            n = self.n_samples
+            per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
+            value = (torch.add(q.sum(-1), log_std.sum(-1), alpha=n * alpha)
+                     .sub_(per_sample.sum((1, 2)), alpha=2.0 * alpha)
+                     .mul_(1.0 / n).sub_(alpha * self.act_dim * _KL_CONST))
+            # n dJ/du = dQ/da (1 - a^2) - 2 alpha a per sample; d log pi / d log sigma = -1
+            du = torch.addcmul(dq_da, dq_da, actions.square(), value=-1.0).sub_(
+                actions, alpha=2.0 * alpha).mul_(1.0 / n)
+            return value, (du.sum(1), (du * eps).sum(1).mul_(std[:, 0]).add_(alpha))
