@@ -63,9 +63,9 @@ class IterativeAmortizerNet(nn.Module):
         x = torch.addmm(state_part, blocks.flatten(1), first.weight[:, -4 * a:].t()).relu()
         for layer in rest:
             x = F.linear(x, layer.weight, layer.bias).relu()
-        out = F.linear(x, self.head.weight, self.head.bias)
-        gate = torch.sigmoid(out[:, 2 * a:])
-        return out[:, :a], soft_clamp_log_std(out[:, a: 2 * a]), gate[:, :a], gate[:, a:]
+        d_mu, raw_log_std, gate_logits = F.linear(x, self.head.weight, self.head.bias).split(
+            [a, a, 2 * a], dim=1)
+        return d_mu, soft_clamp_log_std(raw_log_std), *torch.sigmoid(gate_logits).chunk(2, 1)
 
     def step(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
              grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
