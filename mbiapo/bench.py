@@ -54,11 +54,14 @@ def agent_update(planner: str, value: str = "model-free"):
     return lambda: agent.update(buf.sample(256, rng))
 
 
-def agent_act(planner: str, value: str = "model-free"):
-    """A function planning one action (batch 1) with the given planner."""
+def agent_act(planner: str, value: str = "model-free", compiled: bool = False):
+    """A function planning one action (batch 1) with the given planner (with ``compiled``,
+    through ``Agent.compile_value_gradient``; the first call compiles)."""
     torch.manual_seed(0)
     trained = planner if planner in ("direct", "iterative") else "direct"
     agent = Agent(compose(ENV_ID, trained, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
+    if compiled:
+        agent.compile_value_gradient()
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
     return lambda: agent.act(obs, planner=chosen)
@@ -174,6 +177,11 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
     acts = {planner: agent_act(planner) for planner in PLANNER_NAMES}
     if with_model_based:
         acts["mb_iterative"] = agent_act("iterative", "model-based")
+        log("compiling the model-based value gradient (plan --compile)...")
+        acts["mb_iterative_compiled"] = agent_act("iterative", "model-based", compiled=True)
+        start = time.perf_counter()
+        acts["mb_iterative_compiled"]()
+        result["mb_compile_seconds"] = time.perf_counter() - start
     latency = _rates(acts, seconds * len(acts) / 2)
     result |= {f"act_latency_ms_{name}": 1e3 / rate for name, rate in latency.items()}
     if compare_size:

@@ -117,6 +117,27 @@ def test_hand_written_model_based_gradient_matches_autograd(horizon):
     assert grad.abs().min() > 0
 
 
+def test_compiled_value_gradient_matches_the_eager_one(tiny_cfg, monkeypatch):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's draws
+    agent = _mb_agent(tiny_cfg, "iterative")
+    obs, actions = torch.randn(2, 3), torch.rand(2, 10, 2) * 2 - 1
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        expected = agent.objective(obs, 1.0, 10).q_and_grad(actions)
+        agent.compile_value_gradient()
+        torch.manual_seed(3)
+        objective = agent.objective(obs, 1.0, 10)
+        assert objective.q_and_grad.__qualname__.startswith("Agent.objective")
+        compiled = objective.q_and_grad(actions)
+    for a, b in zip(compiled, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # outside inference mode (training) the objective stays eager
+    objective = agent.objective(obs, 1.0, 10)
+    assert objective.q_and_grad.__qualname__.startswith("ModelBasedValue.q_and_grad")
+
+
 @pytest.mark.parametrize("planner", ["direct", "iterative", "adam", "cem"])
 def test_every_planner_plans_against_the_model_based_objective(tiny_cfg, planner):
     agent = _mb_agent(tiny_cfg, planner if planner == "iterative" else "direct")

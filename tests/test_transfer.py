@@ -64,6 +64,13 @@ def test_transfer_fits_a_model_on_the_saved_replay_and_caches_it(runs, capsys):
     assert len(list(runs["mf"].glob("checkpoint.mb-*.pt"))) == 2
 
 
+def test_plan_compile_warms_up_before_timing_actions(runs, capsys):
+    result = _plan(capsys, "--checkpoint", str(runs["mf"]), "--model-based", "--value",
+                   str(runs["mb"]), "--compile")
+    assert result["compile_seconds"] > 0 and result["latency_ms_mean"] > 0
+    assert result["planner"] == "iterative" and result["value"] == "model-based"
+
+
 def test_transfer_takes_model_q_and_rollout_policy_from_a_model_based_checkpoint(runs, capsys):
     result = _plan(capsys, "--checkpoint", str(runs["mf"]), "--model-based",
                    "--value", str(runs["mb"]), "--planner", "cem")
