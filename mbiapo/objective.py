@@ -18,7 +18,8 @@ class SoftObjective:
 
     ``q(actions (B, N, A)) -> (B, N)`` is the value estimate with the states bound in.
     ``q_and_grad(actions) -> (Q (B, N), dQ/da (B, N, A))``, when given, lets
-    ``value_and_grad`` skip autograd (the model-free estimator provides it).
+    ``value_and_grad`` skip autograd (both value estimators provide it; any other
+    differentiable ``q`` works through autograd).
     """
 
     def __init__(self, q: Callable[[Tensor], Tensor], alpha: float, act_dim: int,
