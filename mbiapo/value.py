@@ -8,13 +8,7 @@ from torch import Tensor
 from mbiapo.models.mlp import mlp_forward_vjp
 from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic, pessimistic_with_grad
-from mbiapo.models.tanh_gaussian import (
-    _HALF_LOG_2PI,
-    TanhGaussian,
-    soft_clamp_log_std,
-    soft_clamp_log_std_grad,
-    tanh_log_det,
-)
+from mbiapo.models.tanh_gaussian import TanhGaussian, soft_clamp_log_std, soft_clamp_log_std_grad
 from mbiapo.models.world_model import Prediction, WorldModel
 
 
@@ -193,20 +187,15 @@ class ModelBasedValue:
         ``vjp(grad_actions (M, A), grad_log_pi (M,)) -> grad_obs (M, S)``."""
         out, net_vjp = mlp_forward_vjp(self.rollout.net, obs)
         mu, raw_log_std = out.chunk(2, dim=-1)
-        log_std = soft_clamp_log_std(raw_log_std)
-        std = log_std.exp()
-        eps = torch.randn_like(mu)
-        u = torch.addcmul(mu, std, eps)
-        actions = torch.tanh(u)
-        log_pi = (-0.5 * eps.square().sum(-1) - log_std.sum(-1) - mu.shape[-1] * _HALF_LOG_2PI
-                  - tanh_log_det(u))
+        actions, u, log_pi = TanhGaussian(mu, soft_clamp_log_std(raw_log_std)).rsample(1)
+        actions, u, log_pi = actions[:, 0], u[:, 0], log_pi[:, 0]
 
         def vjp(grad_actions: Tensor, grad_log_pi: Tensor) -> Tensor:
-            # d a / d u = 1 - a^2; d log pi / d u = 2 a (from -log|det|); d log pi / d log_std
-            # = -1 directly
+            # d a / d u = 1 - a^2; d log pi / d u = 2 a (from -log|det|); d u / d log_std =
+            # sigma eps = u - mu; d log pi / d log_std = -1 directly
             g_log_pi = grad_log_pi.unsqueeze(-1)
             grad_u = grad_actions * (1.0 - actions.square()) + 2.0 * actions * g_log_pi
-            grad_log_std = grad_u * std * eps - g_log_pi
+            grad_log_std = grad_u * (u - mu) - g_log_pi
             grad_raw = grad_log_std * soft_clamp_log_std_grad(raw_log_std)
             return net_vjp(torch.cat([grad_u, grad_raw], dim=-1))
 

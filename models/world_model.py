@@ -48,65 +48,59 @@ class WorldModel(nn.Module):
         self.dynamics_log_std = nn.Parameter(torch.zeros(obs_dim))
         self.reward_log_std = nn.Parameter(torch.zeros(()))
 
-    def _outputs(self, obs: Tensor, act: Tensor) -> Tensor:
-        """(..., S), (..., A) -> (3, M, S) raw outputs of the three networks, M = prod(...)."""
+    def _outputs(self, obs: Tensor, act: Tensor, saved: list | None = None) -> Tensor:
+        """(..., S), (..., A) -> (3, M, S) raw outputs of the three networks, M = prod(...).
+        Given a list ``saved``, appends what ``forward_vjp`` needs of each hidden layer."""
         x = torch.cat([self.obs_norm.normalize(obs), act], dim=-1)
         x = x.reshape(1, -1, x.shape[-1]).expand(3, -1, -1)
         *hidden, last = range(len(self.weights))
         for i in hidden:
-            x = torch.baddbmm(self.biases[i], x, self.weights[i])
-            x = F.layer_norm(x, x.shape[-1:]) * self.norm_weight[i] + self.norm_bias[i]
-            x = F.leaky_relu(x)
+            pre = torch.baddbmm(self.biases[i], x, self.weights[i])
+            normed, mean, rstd = torch.native_layer_norm(pre, pre.shape[-1:], None, None, 1e-5)
+            z = torch.addcmul(self.norm_bias[i], normed, self.norm_weight[i])
+            x = F.leaky_relu(z)
+            if saved is not None:
+                saved.append((pre, mean, rstd, z))
         return torch.baddbmm(self.biases[last], x, self.weights[last])
 
-    def forward(self, obs: Tensor, act: Tensor) -> Prediction:
-        """Mean predictions for obs (..., S), act (..., A); differentiable w.r.t. both."""
+    def _prediction(self, obs: Tensor, out: Tensor) -> Prediction:
+        """Means from the raw outputs (3, M, S) for obs (..., S)."""
         lead = obs.shape[:-1]
-        out = self._outputs(obs, act)
         next_obs = obs + self.delta_norm.denormalize(out[DYNAMICS].reshape(*lead, -1))
         reward = self.reward_norm.denormalize(out[REWARD, :, :1]).reshape(lead)
         cont = torch.sigmoid(-out[TERMINATION, :, 0]).reshape(lead)
         return Prediction(next_obs, reward, cont)
+
+    def forward(self, obs: Tensor, act: Tensor) -> Prediction:
+        """Mean predictions for obs (..., S), act (..., A); differentiable w.r.t. both."""
+        return self._prediction(obs, self._outputs(obs, act))
 
     @torch.no_grad()
     def forward_vjp(self, obs: Tensor, act: Tensor) -> tuple[Prediction, Callable]:
         """``forward`` for obs (M, S), act (M, A) plus its hand-written vector-Jacobian
         product ``vjp(grad_next_obs (M, S), grad_reward (M,), grad_cont (M,)) -> (grad_obs
         (M, S), grad_act (M, A))``. No autograd graph is built (see ``QEnsemble.forward_vjp``)."""
-        obs_std = self.obs_norm.std
-        x = torch.cat([(obs - self.obs_norm.mean) / obs_std, act], dim=-1)
-        x = x.unsqueeze(0).expand(3, -1, -1)
-        *hidden, last = range(len(self.weights))
         saved = []
-        for i in hidden:
-            pre = torch.baddbmm(self.biases[i], x, self.weights[i])
-            normed, mean, rstd = torch.native_layer_norm(pre, pre.shape[-1:], None, None, 1e-5)
-            z = torch.addcmul(self.norm_bias[i], normed, self.norm_weight[i])
-            x = F.leaky_relu(z)
-            saved.append((pre, mean, rstd, z))
-        out = torch.baddbmm(self.biases[last], x, self.weights[last])
-        delta_std, reward_std = self.delta_norm.std, self.reward_norm.std
-        next_obs = torch.addcmul(obs + self.delta_norm.mean, out[DYNAMICS], delta_std)
-        reward = torch.addcmul(self.reward_norm.mean, out[REWARD, :, 0], reward_std)
-        cont = torch.sigmoid(-out[TERMINATION, :, 0])
+        out = self._outputs(obs, act, saved)
+        pred = self._prediction(obs, out)
 
         def vjp(grad_next_obs: Tensor, grad_reward: Tensor,
                 grad_cont: Tensor) -> tuple[Tensor, Tensor]:
             grad_out = torch.zeros_like(out)
-            grad_out[DYNAMICS] = grad_next_obs * delta_std
-            grad_out[REWARD, :, 0] = grad_reward * reward_std
-            grad_out[TERMINATION, :, 0] = grad_cont * cont * (cont - 1.0)
-            g = torch.bmm(grad_out, self.weights[last].transpose(1, 2))
-            for i in reversed(hidden):
+            grad_out[DYNAMICS] = grad_next_obs * self.delta_norm.std
+            grad_out[REWARD, :, 0] = grad_reward * self.reward_norm.std
+            grad_out[TERMINATION, :, 0] = grad_cont * pred.cont * (pred.cont - 1.0)
+            g = torch.bmm(grad_out, self.weights[-1].transpose(1, 2))
+            for i in reversed(range(len(saved))):
                 pre, mean, rstd, z = saved[i]
                 g = torch.ops.aten.leaky_relu_backward(g, z, 0.01, False) * self.norm_weight[i]
                 g = torch.ops.aten.native_layer_norm_backward(
                     g, pre, pre.shape[-1:], mean, rstd, None, None, [True, False, False])[0]
                 g = torch.bmm(g, self.weights[i].transpose(1, 2))
             g = g.sum(0)
-            return grad_next_obs + g[:, : self.obs_dim] / obs_std, g[:, self.obs_dim:]
+            return grad_next_obs + g[:, : self.obs_dim] / self.obs_norm.std, g[:, self.obs_dim:]
 
-        return Prediction(next_obs, reward, cont), vjp
+        return pred, vjp
 
     @torch.no_grad()
     def update_statistics(self, obs: Tensor, rew: Tensor, next_obs: Tensor) -> None:
