@@ -4,8 +4,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mbiapo.models.mlp import mlp
-from mbiapo.models.tanh_gaussian import soft_clamp_log_std
+from mbiapo.models.mlp import mlp, relu_backward
+from mbiapo.models.tanh_gaussian import soft_clamp_log_std, soft_clamp_log_std_grad
 
 
 class DirectPolicyNet(nn.Module):
@@ -51,27 +51,46 @@ class IterativeAmortizerNet(nn.Module):
         return F.linear(obs, first.weight[:, : obs.shape[-1]], first.bias)
 
     def step_terms(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
-                   grad_log_std: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                   grad_log_std: Tensor, tape: "AmortizerTape | None" = None
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Update ``delta`` and gate ``omega`` for mu and log_std, each (B, A): delta_mu,
         delta_log_std, omega_mu, omega_log_std. Layers are applied as functions, not module
-        calls: this runs K times per plan, where module-call overhead shows at batch 1."""
+        calls: this runs K times per plan, where module-call overhead shows at batch 1. With
+        a ``tape`` (no autograd), the activations go to its buffers for ``backward``."""
         a = self.act_dim
         blocks = torch.stack([mu, log_std, grad_mu, grad_log_std], dim=1).detach()  # (B, 4, A)
         if self.normalize:
-            blocks = torch.addcmul(self.norm_bias, F.layer_norm(blocks, (a,)), self.norm_weight)
+            normalized = F.layer_norm(blocks, (a,))
+            if tape is not None:
+                normalized = tape.normalized[len(tape.steps)].copy_(normalized)
+            blocks = torch.addcmul(self.norm_bias, normalized, self.norm_weight)
+        blocks = blocks.flatten(1)
+        if tape is not None:
+            blocks = tape.inputs[len(tape.steps)].copy_(blocks)
         first, *rest = self.linears
-        x = torch.addmm(state_part, blocks.flatten(1), first.weight[:, -4 * a:].t()).relu()
-        for layer in rest:
-            x = F.linear(x, layer.weight, layer.bias).relu()
+        x = self._linear_relu(first.weight[:, -4 * a:], state_part, blocks, tape, 0)
+        for i, layer in enumerate(rest, 1):
+            x = self._linear_relu(layer.weight, layer.bias, x, tape, i)
         d_mu, raw_log_std, gate_logits = F.linear(x, self.head.weight, self.head.bias).split(
             [a, a, 2 * a], dim=1)
-        return d_mu, soft_clamp_log_std(raw_log_std), *torch.sigmoid(gate_logits).chunk(2, 1)
+        terms = d_mu, soft_clamp_log_std(raw_log_std), *torch.sigmoid(gate_logits).chunk(2, 1)
+        if tape is not None:
+            tape.steps.append((mu, log_std, raw_log_std, *terms))
+        return terms
+
+    @staticmethod
+    def _linear_relu(weight: Tensor, bias: Tensor, x: Tensor, tape: "AmortizerTape | None",
+                     i: int) -> Tensor:
+        """relu(bias + x W^T), written into the tape's buffer of layer i when recording."""
+        if tape is None:
+            return torch.addmm(bias, x, weight.t()).relu()
+        return torch.addmm(bias, x, weight.t(), out=tape.hidden[i][len(tape.steps)]).relu_()
 
     def step(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
-             grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
+             grad_log_std: Tensor, tape: "AmortizerTape | None" = None) -> tuple[Tensor, Tensor]:
         """One optimizer step from ``state_part(obs)``; returns the new (mu, log_std)."""
         d_mu, d_log_std, g_mu, g_log_std = self.step_terms(state_part, mu, log_std, grad_mu,
-                                                           grad_log_std)
+                                                           grad_log_std, tape)
         # omega * lambda + (1 - omega) * delta
         return torch.lerp(d_mu, mu, g_mu), torch.lerp(d_log_std, log_std, g_log_std)
 
@@ -79,3 +98,63 @@ class IterativeAmortizerNet(nn.Module):
                 grad_log_std: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step; returns the new (mu, log_std), each (B, A)."""
         return self.step(self.state_part(obs), mu, log_std, grad_mu, grad_log_std)
+
+    @torch.no_grad()
+    def backward(self, tape: "AmortizerTape",
+                 grad_lambdas: list[tuple[Tensor, Tensor]]) -> list[Tensor | None]:
+        """Hand-written reverse pass through the K recorded steps: given d loss / d lambda_k
+        from outside the net (``grad_lambdas[k-1]`` for lambda_k, each pair (B, A)), the
+        gradients of the loss w.r.t. ``self.parameters()`` (None where unused).
+
+        lambda_k = lerp(delta_k, lambda_{k-1}, omega_k) is the only path between steps (the
+        net's inputs are detached), so the elementwise chain runs first, step by step, and
+        the layers' backward then runs once for all K * B rows."""
+        a, grad_out = self.act_dim, []
+        d_mu = d_log_std = None
+        for (mu, log_std, raw_log_std, delta_mu, delta_log_std, g_mu, g_log_std), (gm, gs) in zip(
+                reversed(tape.steps), reversed(grad_lambdas)):
+            d_mu = gm if d_mu is None else gm + d_mu
+            d_log_std = gs if d_log_std is None else gs + d_log_std
+            grad_out.append(torch.cat([
+                d_mu * (1 - g_mu),
+                d_log_std * (1 - g_log_std) * soft_clamp_log_std_grad(raw_log_std),
+                d_mu * (mu - delta_mu) * g_mu * (1 - g_mu),
+                d_log_std * (log_std - delta_log_std) * g_log_std * (1 - g_log_std)], dim=1))
+            d_mu, d_log_std = d_mu * g_mu, d_log_std * g_log_std  # into lambda_{k-1}
+        k = len(grad_out)
+        rows = k * tape.obs.shape[0]
+        grad = torch.cat(grad_out[::-1])  # (K B, 4A), steps in order
+        hidden = [h[:k].view(rows, -1) for h in tape.hidden]
+        grads = {self.head.weight: grad.t() @ hidden[-1], self.head.bias: grad.sum(0)}
+        grad = grad @ self.head.weight
+        for layer, h, h_in in zip(reversed(self.linears[1:]), reversed(hidden[1:]),
+                                  reversed(hidden[:-1])):
+            grad = relu_backward(grad, h)
+            grads[layer.weight], grads[layer.bias] = grad.t() @ h_in, grad.sum(0)
+            grad = grad @ layer.weight
+        grad = relu_backward(grad, hidden[0])
+        first = self.linears[0]
+        per_state = grad.view(k, -1, grad.shape[1]).sum(0)  # (B, H)
+        grads[first.weight] = torch.cat([per_state.t() @ tape.obs,
+                                         grad.t() @ tape.inputs[:k].view(rows, -1)], dim=1)
+        grads[first.bias] = per_state.sum(0)
+        if self.normalize:
+            grad_blocks = (grad @ first.weight[:, -4 * a:]).view(rows, 4, a)
+            grads[self.norm_weight] = (grad_blocks * tape.normalized[:k].view(rows, 4, a)).sum(0)
+            grads[self.norm_bias] = grad_blocks.sum(0)
+        return [grads.get(p) for p in self.parameters()]
+
+
+class AmortizerTape:
+    """What ``IterativeAmortizerNet.backward`` needs from up to ``iters`` steps on the B states
+    obs (B, S), recorded by ``step(..., tape=)`` without autograd: each trunk layer's
+    activations in one (K, B, H) buffer, so the backward runs all steps as one batch."""
+
+    def __init__(self, net: IterativeAmortizerNet, obs: Tensor, iters: int):
+        b, a = obs.shape[0], net.act_dim
+        self.obs = obs
+        self.inputs = obs.new_empty(iters, b, 4 * a)  # the first layer's (normalized) blocks
+        self.normalized = obs.new_empty(iters, b, 4, a) if net.normalize else None
+        self.hidden = [obs.new_empty(iters, b, layer.out_features) for layer in net.linears]
+        # per step: lambda before it (mu, log_std), the raw log-std output, then step_terms
+        self.steps: list[tuple[Tensor, ...]] = []

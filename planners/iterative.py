@@ -4,16 +4,8 @@
 import torch
 from torch import Tensor, nn
 
-from mbiapo.models.policy_nets import IterativeAmortizerNet
-from mbiapo.planners.base import (
-    Callback,
-    Clock,
-    Objective,
-    Plan,
-    initial_params,
-    surrogate_term,
-    value_and_grad,
-)
+from mbiapo.models.policy_nets import AmortizerTape, IterativeAmortizerNet
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params, value_and_grad
 
 
 class IterativePlanner(nn.Module):
@@ -30,27 +22,50 @@ class IterativePlanner(nn.Module):
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
              callback: Callback | None = None) -> Plan:
         """K iterations from mu = 0, sigma = 1 (or ``init``). Each J(lambda_k) is evaluated
-        once; its gradient feeds step k+1 and, when training, the surrogate loss."""
+        once; its gradient feeds step k+1 and, when training, the surrogate loss, whose
+        backward is the net's hand-written one through all K recorded steps (the steps
+        themselves run without autograd)."""
         training = torch.is_grad_enabled()
         iters = self.iters if iters is None else iters
         clock = Clock(obs.device)
-        mu, log_std = initial_params(obs, self.act_dim, init)
-        plan = Plan(mu, log_std)
-        _, grads = value_and_grad(objective, mu, log_std)
-        state_part = self.net.state_part(obs)
-        surrogate = 0.0
-        for k in range(iters):
-            mu, log_std = self.net.step(state_part, mu, log_std, *grads)
-            if callback is not None:
-                callback(k, mu.detach(), log_std.detach())
-            if k + 1 < iters or record or training:
-                value, grads = value_and_grad(objective, mu, log_std,
-                                              grad=k + 1 < iters or training)
-                plan.values.append(value)
-                plan.seconds.append(clock())
-                if training:
-                    surrogate = surrogate + surrogate_term(grads, mu, log_std)
+        with torch.no_grad():
+            mu, log_std = initial_params(obs, self.act_dim, init)
+            plan = Plan(mu, log_std)
+            _, grads = value_and_grad(objective, mu, log_std)
+            state_part = self.net.state_part(obs)
+            tape = AmortizerTape(self.net, obs, iters) if training else None
+            grad_lambdas, surrogate = [], 0.0
+            for k in range(iters):
+                mu, log_std = self.net.step(state_part, mu, log_std, *grads, tape)
+                if callback is not None:
+                    callback(k, mu, log_std)
+                if k + 1 < iters or record or training:
+                    value, grads = value_and_grad(objective, mu, log_std,
+                                                  grad=k + 1 < iters or training)
+                    plan.values.append(value)
+                    plan.seconds.append(clock())
+                    if training:  # sum_k <dJ/dlambda_k, lambda_k> / (K B), as a value
+                        grad_lambdas.append(grads)
+                        surrogate += (grads[0] * mu).sum() + (grads[1] * log_std).sum()
         plan.mu, plan.log_std = mu, log_std
         if training:
-            plan.surrogate = surrogate / (iters * obs.shape[0])
+            scale = 1.0 / (iters * obs.shape[0])
+            plan.surrogate = _Surrogate.apply(
+                surrogate * scale,
+                lambda up: self.net.backward(tape, [(g[0] * (up * scale), g[1] * (up * scale))
+                                                    for g in grad_lambdas]),
+                *self.net.parameters())
         return plan
+
+
+class _Surrogate(torch.autograd.Function):
+    """A scalar ``value`` whose gradient w.r.t. ``params`` is ``backward(grad_value)``."""
+
+    @staticmethod
+    def forward(ctx, value, backward, *params):
+        ctx.backward = backward
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, *ctx.backward(grad)
