@@ -43,20 +43,43 @@ def relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward(grad, activation, 0)
 
 
-def mlp_forward_vjp(net: nn.Sequential, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """``net(x)`` for a ReLU ``mlp`` without layer norm, plus its vector-Jacobian product
-    w.r.t. the input: x (M, in) -> y (M, out), ``vjp(grad_y (M, out)) -> grad_x (M, in)``.
-    Builds no autograd graph (call it under ``torch.no_grad``)."""
+def _forward_saving(net: nn.Sequential, x: Tensor) -> tuple[Tensor, list[nn.Linear], list[Tensor]]:
+    """``net(x)`` for a ReLU ``mlp`` without layer norm: y, its linear layers and the hidden
+    activations (in-place ReLUs: call it without autograd)."""
     linears = [m for m in net if isinstance(m, nn.Linear)]
     activations = []
     for layer in linears[:-1]:
         x = F.linear(x, layer.weight, layer.bias).relu_()
         activations.append(x)
-    y = F.linear(x, linears[-1].weight, linears[-1].bias)
+    return F.linear(x, linears[-1].weight, linears[-1].bias), linears, activations
+
+
+def mlp_forward_vjp(net: nn.Sequential, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``net(x)`` for a ReLU ``mlp`` without layer norm, plus its vector-Jacobian product
+    w.r.t. the input: x (M, in) -> y (M, out), ``vjp(grad_y (M, out)) -> grad_x (M, in)``.
+    Builds no autograd graph (call it under ``torch.no_grad``)."""
+    y, linears, activations = _forward_saving(net, x)
 
     def vjp(grad: Tensor) -> Tensor:
         for layer, activation in zip(reversed(linears[1:]), reversed(activations)):
             grad = relu_backward(grad @ layer.weight, activation)
         return grad @ linears[0].weight
+
+    return y, vjp
+
+
+def mlp_forward_param_vjp(net: nn.Sequential, x: Tensor
+                          ) -> tuple[Tensor, Callable[[Tensor], list[Tensor]]]:
+    """Like ``mlp_forward_vjp``, but the product is w.r.t. the parameters:
+    ``vjp(grad_y (M, out))`` -> the gradients of ``net.parameters()``, in that order."""
+    y, linears, activations = _forward_saving(net, x)
+
+    def vjp(grad: Tensor) -> list[Tensor]:
+        grads = []
+        for layer, inputs in zip(reversed(linears), reversed([x, *activations])):
+            grads += [grad.sum(0), grad.t() @ inputs]  # bias, weight (reversed below)
+            if inputs is not x:
+                grad = relu_backward(grad @ layer.weight, inputs)
+        return grads[::-1]
 
     return y, vjp

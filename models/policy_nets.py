@@ -1,10 +1,12 @@
 """Amortized policy networks: direct f(s) and iterative f(s, lambda, grad_lambda J)."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mbiapo.models.mlp import mlp, relu_backward
+from mbiapo.models.mlp import mlp, mlp_forward_param_vjp, relu_backward
 from mbiapo.models.tanh_gaussian import soft_clamp_log_std, soft_clamp_log_std_grad
 
 
@@ -18,6 +20,19 @@ class DirectPolicyNet(nn.Module):
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         mu, log_std = self.net(obs).chunk(2, dim=-1)
         return mu, soft_clamp_log_std(log_std)
+
+    @torch.no_grad()
+    def forward_vjp(self, obs: Tensor) -> tuple[Tensor, Tensor, Callable[..., list[Tensor]]]:
+        """``forward`` without autograd, plus a hand-written backward: mu, log_std (B, A) and
+        ``vjp(grad_mu, grad_log_std)`` -> the gradients of ``self.parameters()``."""
+        out, net_vjp = mlp_forward_param_vjp(self.net, obs)
+        mu, raw_log_std = out.chunk(2, dim=-1)
+
+        def vjp(grad_mu: Tensor, grad_log_std: Tensor) -> list[Tensor]:
+            return net_vjp(torch.cat([grad_mu, grad_log_std
+                                      * soft_clamp_log_std_grad(raw_log_std)], dim=-1))
+
+        return mu, soft_clamp_log_std(raw_log_std), vjp
 
 
 class IterativeAmortizerNet(nn.Module):

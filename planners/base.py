@@ -8,8 +8,9 @@ Training: called with gradients enabled, a trainable planner also returns
 ``Plan.surrogate``, a scalar whose gradient w.r.t. the planner's parameters equals that of
 ``mean_k mean_b J(lambda_k)``. It is ``mean <dJ/dlambda_k, lambda_k>`` with the gradients
 taken from the evaluations that also feed the next iteration, so training backpropagates
-through the planner network only, never through the value estimate a second time.
-``Plan.values`` are always detached.
+through the planner network only, never through the value estimate a second time. Both
+trainable planners run their network without autograd and give the surrogate their
+network's hand-written backward (``surrogate``). ``Plan.values`` are always detached.
 """
 
 import time
@@ -101,6 +102,24 @@ def surrogate_term(grads: tuple[Tensor, Tensor], mu: Tensor, log_std: Tensor) ->
     """<dJ/dlambda, lambda> summed over the batch: its gradient through lambda's graph is
     that of sum_b J."""
     return (grads[0] * mu).sum() + (grads[1] * log_std).sum()
+
+
+def surrogate(value: Tensor, backward: Callable[[Tensor], list[Tensor | None]],
+              params: list[Tensor]) -> Tensor:
+    """The scalar ``value`` (computed without autograd), made differentiable: its gradient
+    w.r.t. ``params`` is ``backward(d loss / d value)`` (a hand-written backward pass)."""
+    return _Surrogate.apply(value, backward, *params)
+
+
+class _Surrogate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value, backward, *params):
+        ctx.backward = backward
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, *ctx.backward(grad)
 
 
 class Clock:

@@ -4,7 +4,15 @@ import torch
 from torch import Tensor, nn
 
 from mbiapo.models.policy_nets import DirectPolicyNet
-from mbiapo.planners.base import Callback, Clock, Objective, Plan, surrogate_term, value_and_grad
+from mbiapo.planners.base import (
+    Callback,
+    Clock,
+    Objective,
+    Plan,
+    surrogate,
+    surrogate_term,
+    value_and_grad,
+)
 
 
 class DirectPlanner(nn.Module):
@@ -21,14 +29,19 @@ class DirectPlanner(nn.Module):
         """``iters`` and ``init`` are ignored: a direct planner has a single step."""
         training = torch.is_grad_enabled()
         clock = Clock(obs.device)
-        mu, log_std = self.net(obs)
-        if callback is not None:
-            callback(0, mu.detach(), log_std.detach())
-        plan = Plan(mu, log_std)
-        if record or training:
-            value, grads = value_and_grad(objective, mu, log_std, grad=training)
-            plan.values.append(value)
-            plan.seconds.append(clock())
-            if training:
-                plan.surrogate = surrogate_term(grads, mu, log_std) / obs.shape[0]
+        with torch.no_grad():
+            mu, log_std, vjp = self.net.forward_vjp(obs)
+            if callback is not None:
+                callback(0, mu, log_std)
+            plan = Plan(mu, log_std)
+            if record or training:
+                value, grads = value_and_grad(objective, mu, log_std, grad=training)
+                plan.values.append(value)
+                plan.seconds.append(clock())
+        if training:
+            scale = 1.0 / obs.shape[0]
+            plan.surrogate = surrogate(
+                surrogate_term(grads, mu, log_std) * scale,
+                lambda up: vjp(grads[0] * (up * scale), grads[1] * (up * scale)),
+                list(self.parameters()))
         return plan

@@ -5,7 +5,16 @@ import torch
 from torch import Tensor, nn
 
 from mbiapo.models.policy_nets import AmortizerTape, IterativeAmortizerNet
-from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params, value_and_grad
+from mbiapo.planners.base import (
+    Callback,
+    Clock,
+    Objective,
+    Plan,
+    initial_params,
+    surrogate,
+    surrogate_term,
+    value_and_grad,
+)
 
 
 class IterativePlanner(nn.Module):
@@ -34,7 +43,7 @@ class IterativePlanner(nn.Module):
             _, grads = value_and_grad(objective, mu, log_std)
             state_part = self.net.state_part(obs)
             tape = AmortizerTape(self.net, obs, iters) if training else None
-            grad_lambdas, surrogate = [], 0.0
+            grad_lambdas, total = [], 0.0
             for k in range(iters):
                 mu, log_std = self.net.step(state_part, mu, log_std, *grads, tape)
                 if callback is not None:
@@ -46,26 +55,13 @@ class IterativePlanner(nn.Module):
                     plan.seconds.append(clock())
                     if training:  # sum_k <dJ/dlambda_k, lambda_k> / (K B), as a value
                         grad_lambdas.append(grads)
-                        surrogate += (grads[0] * mu).sum() + (grads[1] * log_std).sum()
+                        total = total + surrogate_term(grads, mu, log_std)
         plan.mu, plan.log_std = mu, log_std
         if training:
             scale = 1.0 / (iters * obs.shape[0])
-            plan.surrogate = _Surrogate.apply(
-                surrogate * scale,
+            plan.surrogate = surrogate(
+                total * scale,
                 lambda up: self.net.backward(tape, [(g[0] * (up * scale), g[1] * (up * scale))
                                                     for g in grad_lambdas]),
-                *self.net.parameters())
+                list(self.parameters()))
         return plan
-
-
-class _Surrogate(torch.autograd.Function):
-    """A scalar ``value`` whose gradient w.r.t. ``params`` is ``backward(grad_value)``."""
-
-    @staticmethod
-    def forward(ctx, value, backward, *params):
-        ctx.backward = backward
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, *ctx.backward(grad)
