@@ -23,7 +23,7 @@ from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
 from mbiapo.models.world_model import WorldModel
-from mbiapo.objective import SoftObjective
+from mbiapo.objective import SoftObjective, soft_value_and_grad
 from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, Planner
 from mbiapo.value import ModelBasedValue, ModelFreeValue
 
@@ -61,7 +61,7 @@ class Agent(nn.Module):
         self.samples, self.train_samples = cfg.planner.samples, cfg.planner.train_samples
         self.gamma, self.tau = float(t.gamma), float(t.tau)
         self.model = self.rollout = None
-        self.compiled_q_and_grad = None  # see compile_value_gradient
+        self.compiled_value_and_grad = None  # see compile_value_gradient
         self.value, self.target_value = ModelFreeValue(self.q), ModelFreeValue(self.q_target)
         if v.kind == "model-based":
             self.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers)
@@ -89,24 +89,27 @@ class Agent(nn.Module):
 
     def objective(self, obs: Tensor, beta: float, samples: int) -> SoftObjective:
         """J(s, .) for the states obs (B, S) under the agent's value estimate. Planners get
-        its gradient from the estimators' hand-written vector-Jacobian products; calling the
-        objective itself goes through autograd."""
-        value = self.value
-        q_and_grad = value.q_and_grad(obs, beta)
-        if self.compiled_q_and_grad is not None and torch.is_inference_mode_enabled():
-            compiled = self.compiled_q_and_grad
-            q_and_grad = lambda actions: compiled(obs, actions, beta)  # noqa: E731
-        return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha,
-                             self.act_dim, samples, q_and_grad)
+        its gradient from the estimators' hand-written vector-Jacobian products (compiled
+        after ``compile_value_gradient``); calling the objective itself goes through
+        autograd."""
+        value, alpha = self.value, self.alpha
+        given = None
+        if self.compiled_value_and_grad is not None:
+            compiled = self.compiled_value_and_grad
+            given = lambda mu, log_std: compiled(obs, mu, log_std, alpha, beta, samples)  # noqa: E731
+        return SoftObjective(lambda actions: value(obs, actions, beta), alpha, self.act_dim,
+                             samples, value.q_and_grad(obs, beta), given)
 
     def compile_value_gradient(self) -> None:
-        """Plan with a ``torch.compile``d value gradient when acting (inference mode): fused
-        kernels halve the model-based estimate's cost per action at batch 1. Compiling takes
-        ~15 s at the first action and again for each new batch shape; model-free estimates
-        gain nothing (their gradient is a few large products already)."""
+        """Plan with a ``torch.compile``d J and gradient (the objective's ``value_and_grad``,
+        value estimate included), in updates and when acting: fused kernels save per-op
+        overhead, most at batch 1 and for model-based estimates. Each new setting (batch
+        size, then the first change of alpha) compiles once: ~10 s (model-free) to ~15 s
+        (model-based) each, seconds from inductor's on-disk cache. Needs a C++ compiler."""
         value = self.value
-        self.compiled_q_and_grad = torch.compile(
-            lambda obs, actions, beta: value.q_and_grad(obs, beta)(actions), dynamic=False)
+        self.compiled_value_and_grad = torch.compile(
+            lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad(
+                value.q_and_grad(obs, beta), mu, log_std, alpha, samples))
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""

@@ -45,11 +45,14 @@ def _random_buffer(rng: np.random.Generator, n: int = 10_000) -> ReplayBuffer:
     return buf
 
 
-def agent_update(planner: str, value: str = "model-free"):
-    """A function doing one update of a fresh agent on random HalfCheetah-shaped data."""
+def agent_update(planner: str, value: str = "model-free", compiled: bool = False):
+    """A function doing one update of a fresh agent on random HalfCheetah-shaped data (with
+    ``compiled``, as ``train.compile=true`` trains; the first two calls compile)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     agent = Agent(compose(ENV_ID, planner, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
+    if compiled:
+        agent.compile_value_gradient()
     buf = _random_buffer(rng)
     return lambda: agent.update(buf.sample(256, rng))
 
@@ -153,6 +156,7 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
     updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
+    updates |= {f"{p}_compiled": agent_update(p, compiled=True) for p in ("direct", "iterative")}
     if with_model_based:
         updates |= {f"mb_{p}": agent_update(p, "model-based") for p in ("direct", "iterative")}
     sb3_steps = 10
@@ -162,14 +166,16 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
             log("stable-baselines3 is not installed (pip install -e .[bench]); skipped")
         else:
             updates["sb3_sac"] = sb3
-    log(f"measuring update rates of {', '.join(updates)} (in turns)...")
+    log(f"measuring update rates of {', '.join(updates)} (in turns; compiling first)...")
     rates = _rates(updates, seconds * len(updates))
     if "sb3_sac" in rates:
         rates["sb3_sac"] *= sb3_steps
     result |= {f"updates_per_s_{name}": rate for name, rate in rates.items()}
-    result["iterative_update_cost_vs_direct"] = rates["direct"] / rates["iterative"]
-    if "sb3_sac" in rates:
-        result["direct_speedup_vs_sb3"] = rates["direct"] / rates["sb3_sac"]
+    for suffix in ("", "_compiled"):
+        result[f"iterative_update_cost_vs_direct{suffix}"] = (rates[f"direct{suffix}"]
+                                                             / rates[f"iterative{suffix}"])
+        if "sb3_sac" in rates:
+            result[f"direct_speedup_vs_sb3{suffix}"] = rates[f"direct{suffix}"] / rates["sb3_sac"]
     if with_model_based:
         for p in ("direct", "iterative"):
             result[f"model_based_update_rate_vs_model_free_{p}"] = rates[f"mb_{p}"] / rates[p]

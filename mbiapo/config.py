@@ -74,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     save_replay: bool = True  # write replay.h5 beside the checkpoint
     device: str = "cpu"
+    compile: bool = False  # torch.compile the planners' J gradient (Agent.compile_value_gradient)
 
 
 @dataclass

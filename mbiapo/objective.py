@@ -13,22 +13,51 @@ QAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 _KL_CONST = -math.log(2.0) - 0.5 * math.log(2 * math.pi)
 
 
+def soft_value_and_grad(q_and_grad: QAndGrad, mu: Tensor, log_std: Tensor, alpha: float,
+                        n_samples: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """J (B,) and (dJ/dmu, dJ/dlog_std) (B, A) for one set of ``n_samples`` samples per
+    state, from the value estimate's ``q_and_grad``; all detached. A plain function of its
+    arguments, so ``torch.compile`` can fuse it (``Agent.compile_value_gradient``)."""
+    with torch.no_grad():
+        # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 log(e^u + e^-u):
+        # KL = A * _KL_CONST - sum(log sigma) + 2 E[sum(log(e^u + e^-u) - eps^2 / 4)]
+        eps = torch.randn(mu.shape[0], n_samples, mu.shape[1], device=mu.device,
+                          dtype=mu.dtype)
+        std = log_std.exp().unsqueeze(1)
+        u = torch.addcmul(mu.unsqueeze(1), std, eps)
+        actions = torch.tanh(u)
+        q, dq_da = q_and_grad(actions)
+        # sums, scaled once, instead of means (reductions dominate at small batches)
+        n = n_samples
+        per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
+        value = (torch.add(q.sum(-1), log_std.sum(-1), alpha=n * alpha)
+                 .sub_(per_sample.sum((1, 2)), alpha=2.0 * alpha)
+                 .mul_(1.0 / n).sub_(alpha * mu.shape[1] * _KL_CONST))
+        # n dJ/du = dQ/da (1 - a^2) - 2 alpha a per sample; d log pi / d log sigma = -1
+        du = torch.addcmul(dq_da, dq_da, actions.square(), value=-1.0).sub_(
+            actions, alpha=2.0 * alpha).mul_(1.0 / n)
+        return value, (du.sum(1), (du * eps).sum(1).mul_(std[:, 0]).add_(alpha))
+
+
 class SoftObjective:
     """J for a fixed batch of B states, estimated with ``n_samples`` reparameterized samples.
 
     ``q(actions (B, N, A)) -> (B, N)`` is the value estimate with the states bound in.
     ``q_and_grad(actions) -> (Q (B, N), dQ/da (B, N, A))``, when given, lets
     ``value_and_grad`` skip autograd (both value estimators provide it; any other
-    differentiable ``q`` works through autograd).
+    differentiable ``q`` works through autograd). ``value_and_grad(mu, log_std)``, when
+    given, replaces the one built from them (the agent passes a compiled one).
     """
 
     def __init__(self, q: Callable[[Tensor], Tensor], alpha: float, act_dim: int,
-                 n_samples: int = 10, q_and_grad: QAndGrad | None = None):
+                 n_samples: int = 10, q_and_grad: QAndGrad | None = None,
+                 value_and_grad: Callable[[Tensor, Tensor], tuple] | None = None):
         self.q = q
         self.alpha = alpha
         self.act_dim = act_dim
         self.n_samples = n_samples
         self.q_and_grad = q_and_grad
+        self.given_value_and_grad = value_and_grad
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor:
         """mu, log_std: (B, A) -> J (B,), differentiable w.r.t. both."""
@@ -37,30 +66,13 @@ class SoftObjective:
 
     def value_and_grad(self, mu: Tensor, log_std: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """J (B,) and (dJ/dmu, dJ/dlog_std) (B, A) for one set of samples; all detached."""
-        if self.q_and_grad is None:
-            with torch.enable_grad():
-                mu = mu.detach().requires_grad_(True)
-                log_std = log_std.detach().requires_grad_(True)
-                value = self(mu, log_std)
-                grads = torch.autograd.grad(value.sum(), (mu, log_std))
-            return value.detach(), grads
-        with torch.no_grad():
-            # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 log(e^u + e^-u):
-            # KL = A * _KL_CONST - sum(log sigma) + 2 E[sum(log(e^u + e^-u) - eps^2 / 4)]
-            alpha = self.alpha
-            eps = torch.randn(mu.shape[0], self.n_samples, self.act_dim, device=mu.device,
-                              dtype=mu.dtype)
-            std = log_std.exp().unsqueeze(1)
-            u = torch.addcmul(mu.unsqueeze(1), std, eps)
-            actions = torch.tanh(u)
-            q, dq_da = self.q_and_grad(actions)
-            # sums, scaled once, instead of means (reductions dominate at small batches)
-            n = self.n_samples
-            per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
-            value = (torch.add(q.sum(-1), log_std.sum(-1), alpha=n * alpha)
-                     .sub_(per_sample.sum((1, 2)), alpha=2.0 * alpha)
-                     .mul_(1.0 / n).sub_(alpha * self.act_dim * _KL_CONST))
-            # n dJ/du = dQ/da (1 - a^2) - 2 alpha a per sample; d log pi / d log sigma = -1
-            du = torch.addcmul(dq_da, dq_da, actions.square(), value=-1.0).sub_(
-                actions, alpha=2.0 * alpha).mul_(1.0 / n)
-            return value, (du.sum(1), (du * eps).sum(1).mul_(std[:, 0]).add_(alpha))
+        if self.given_value_and_grad is not None:
+            return self.given_value_and_grad(mu, log_std)
+        if self.q_and_grad is not None:
+            return soft_value_and_grad(self.q_and_grad, mu, log_std, self.alpha, self.n_samples)
+        with torch.enable_grad():
+            mu = mu.detach().requires_grad_(True)
+            log_std = log_std.detach().requires_grad_(True)
+            value = self(mu, log_std)
+            grads = torch.autograd.grad(value.sum(), (mu, log_std))
+        return value.detach(), grads

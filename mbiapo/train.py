@@ -99,6 +99,8 @@ class Trainer:
     def run(self) -> dict:
         """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises."""
         cfg, t = self.cfg, self.cfg.train
+        if t.compile:
+            self.agent.compile_value_gradient()
         path = self.out / "metrics.csv"
         header = None
         if path.exists():  # keep the columns of a run started by an older mbiapo

@@ -20,7 +20,8 @@ def test_rates_take_the_best_block_of_each_contender():
 def test_bench_reports_all_figures():
     result = run_bench(seconds=0.05, with_sb3=False, compare_size=(3, 2), dataset_rows=3000)
     for key in ("updates_per_s_direct", "updates_per_s_iterative",
-                "iterative_update_cost_vs_direct", "act_latency_ms_direct",
+                "iterative_update_cost_vs_direct", "updates_per_s_iterative_compiled",
+                "iterative_update_cost_vs_direct_compiled", "act_latency_ms_direct",
                 "act_latency_ms_iterative", "act_latency_ms_adam", "act_latency_ms_cem",
                 "model_based_update_rate_vs_model_free_direct",
                 "model_based_update_rate_vs_model_free_iterative", "act_latency_ms_mb_iterative",

@@ -1,6 +1,7 @@
 """Command-line contract: results on stdout, one error line and exit 2 on bad input."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,20 @@ def test_train_prints_its_final_metrics_as_json(tmp_path, capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["step"] == 60 and result["out"] == str(tmp_path / "r")
+
+
+def test_train_compile_compiles_the_planners_gradient(tmp_path, capsys):
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    argv = ["train", "--env", "InvertedPendulum-v5", "--planner", "iterative", "--steps", "60",
+            "--out", str(tmp_path / "r"), "--json", "train.warmup_steps=50",
+            "train.eval_episodes=1", "env.max_episode_steps=20", "planner.hidden=16",
+            "value.hidden=16", "train.batch_size=16", "train.compile=true"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step"] == 60 and math.isfinite(result["q_loss"]), result
+    assert counters["stats"]["unique_graphs"] > graphs
 
 
 def test_train_writes_run_folder(run_dir):

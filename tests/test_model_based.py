@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -117,25 +119,36 @@ def test_hand_written_model_based_gradient_matches_autograd(horizon):
     assert grad.abs().min() > 0
 
 
-def test_compiled_value_gradient_matches_the_eager_one(tiny_cfg):
+def test_compiled_objective_gradient_matches_the_eager_one(tiny_cfg):
+    """J and its gradient from ``compile_value_gradient`` equal the eager ones, in updates
+    (no_grad) and when acting (inference mode), also after alpha changes."""
     import torch._inductor.config
 
     agent = _mb_agent(tiny_cfg, "iterative")
-    obs, actions = torch.randn(2, 3), torch.rand(2, 10, 2) * 2 - 1
+    obs, mu, log_std = torch.randn(2, 3), torch.randn(2, 2), 0.3 * torch.randn(2, 2)
+    cases = [(1.0, torch.no_grad), (0.5, torch.no_grad), (0.5, torch.inference_mode)]
+
+    def run():
+        results = []
+        for alpha, mode in cases:
+            agent.log_alpha.data.fill_(math.log(alpha))
+            with mode():
+                torch.manual_seed(3)
+                objective = agent.objective(obs, 1.3, 10)
+                results.append(objective.value_and_grad(mu, log_std))
+        return objective, results
+
     # fallback_random: compiled code draws eager's random numbers, so both paths agree
-    with torch.inference_mode(), torch._inductor.config.patch(fallback_random=True):
-        torch.manual_seed(3)
-        expected = agent.objective(obs, 1.0, 10).q_and_grad(actions)
+    with torch._inductor.config.patch(fallback_random=True):
+        eager, expected = run()
         agent.compile_value_gradient()
-        torch.manual_seed(3)
-        objective = agent.objective(obs, 1.0, 10)
-        assert objective.q_and_grad.__qualname__.startswith("Agent.objective")
-        compiled = objective.q_and_grad(actions)
-    for a, b in zip(compiled, expected):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    # outside inference mode (training) the objective stays eager
-    objective = agent.objective(obs, 1.0, 10)
-    assert objective.q_and_grad.__qualname__.startswith("ModelBasedValue.q_and_grad")
+        compiled, results = run()
+    assert eager.given_value_and_grad is None and compiled.given_value_and_grad is not None
+    assert not torch.allclose(expected[0][0], expected[1][0])  # alpha matters
+    for (value, grads), (value_ref, grads_ref) in zip(results, expected):
+        torch.testing.assert_close(value, value_ref, atol=1e-5, rtol=1e-4)
+        for a, b in zip(grads, grads_ref):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("planner", ["direct", "iterative", "adam", "cem"])
