@@ -155,11 +155,14 @@ class Agent(nn.Module):
         """One gradient step on a replay batch (obs, act, rew, next_obs, done); returns metrics."""
         beta, samples, obs = self.beta_train, self.train_samples, batch["obs"]
 
-        # 1. critic regression to the soft target
+        # 1. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2 (its gradient
+        #    by the ensemble's hand-written backward)
         target = self.critic_target(batch)
-        q_loss = 0.5 * (self.q(obs, batch["act"]) - target).pow(2).mean(1).sum()
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
+        q, q_vjp = self.q.forward_param_vjp(obs, batch["act"])
+        error = q - target
+        q_loss = 0.5 * error.square().mean(1).sum()
+        for param, grad in zip(self.q.parameters(), q_vjp(error.div_(obs.shape[0]))):
+            param.grad = grad
         self.q_opt.step()
 
         # 2. planner: ascend mean_k J(lambda_k) (the surrogate's graph is the planner's own)

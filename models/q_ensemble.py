@@ -93,9 +93,30 @@ class QEnsemble(nn.Module):
 
         return q.view(e, *lead), vjp
 
-    def _vjp_from_first_layer(self, pre: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    @torch.no_grad()
+    def forward_param_vjp(self, obs: Tensor, act: Tensor
+                          ) -> tuple[Tensor, Callable[[Tensor], list[Tensor]]]:
+        """``forward(obs (M, S), act (M, A)) -> q (E, M)`` plus the vector-Jacobian product
+        w.r.t. the parameters: ``vjp(grad_q (E, M))`` -> the gradients of
+        ``self.parameters()``, in that order (critic training without autograd)."""
+        x = torch.cat([obs, act], dim=-1)
+        w0, b0 = self.w0, self.b0
+        x_e = x.expand(w0.shape[0], -1, -1)
+        q, pre_vjp = self._vjp_from_first_layer(torch.baddbmm(b0, x_e, w0))
+
+        def vjp(grad_q: Tensor) -> list[Tensor]:
+            later: list[Tensor] = []
+            grad_pre = pre_vjp(grad_q, later)
+            first = [torch.bmm(x_e.transpose(1, 2), grad_pre), grad_pre.sum(1, keepdim=True)]
+            return first + later[::-1]
+
+        return q, vjp
+
+    def _vjp_from_first_layer(self, pre: Tensor) -> tuple[Tensor, Callable[..., Tensor]]:
         """The layers after the first one's pre-activation ``pre`` (E, ..., H), which it
-        overwrites: q (E, M) and ``vjp(grad_q (E, ...)) -> grad_pre (E, M, H)``."""
+        overwrites: q (E, M) and ``vjp(grad_q (E, ...), param_grads=None) -> grad_pre
+        (E, M, H)``; given a list, the vjp also appends the later layers' parameter
+        gradients to it, last layer first, bias before weight."""
         _, *hidden, (w_out, b_out) = self.layers()
         e, width = pre.shape[0], pre.shape[-1]
         h = pre.relu_().view(e, -1, width)
@@ -105,10 +126,18 @@ class QEnsemble(nn.Module):
             activations.append(h)
         q = (h * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]
 
-        def vjp(grad_q: Tensor) -> Tensor:
-            g = grad_q.reshape(e, -1, 1) * w_out.transpose(1, 2)  # (E, M, H)
-            for (w, _), a in zip(reversed(hidden), reversed(activations[1:])):
-                g = torch.bmm(relu_backward(g, a), w.transpose(1, 2))
+        def vjp(grad_q: Tensor, param_grads: list[Tensor] | None = None) -> Tensor:
+            grad_q = grad_q.reshape(e, -1, 1)
+            if param_grads is not None:
+                param_grads += [grad_q.sum(1, keepdim=True),
+                                torch.bmm(activations[-1].transpose(1, 2), grad_q)]
+            g = grad_q * w_out.transpose(1, 2)  # (E, M, H)
+            for (w, _), a, a_in in zip(reversed(hidden), reversed(activations[1:]),
+                                       reversed(activations[:-1])):
+                g = relu_backward(g, a)
+                if param_grads is not None:
+                    param_grads += [g.sum(1, keepdim=True), torch.bmm(a_in.transpose(1, 2), g)]
+                g = torch.bmm(g, w.transpose(1, 2))
             return relu_backward(g, activations[0])
 
         return q, vjp

@@ -63,3 +63,15 @@ def test_pessimism_gradient_is_finite_where_members_agree():
     pessimistic(q, 2.0).sum().backward()
     assert torch.isfinite(q.grad).all()
     torch.testing.assert_close(q.grad[:, 0], torch.tensor([0.5, 0.5]))
+
+
+def test_hand_written_parameter_vjp_matches_autograd():
+    q = QEnsemble(obs_dim=3, act_dim=2, members=3, hidden=8, layers=3)
+    obs, act, grad_q = torch.randn(6, 3), torch.randn(6, 2), torch.randn(3, 6)
+    expected = torch.autograd.grad((q(obs, act) * grad_q).sum(), list(q.parameters()))
+    values, vjp = q.forward_param_vjp(obs, act)
+    torch.testing.assert_close(values, q(obs, act).detach())
+    grads = vjp(grad_q)
+    assert len(grads) == len(expected)
+    for grad, reference in zip(grads, expected):
+        torch.testing.assert_close(grad, reference)
