@@ -1,9 +1,11 @@
 """The agent: a planner acting on a pessimistic Q ensemble, trained with the SAC setup.
 
-The whole learning step is ``Agent.update``: (1) critic regression to soft targets, (2)
-planner training on -J (direct and iterative planners only), (3) temperature tuning towards
-the target entropy, (4) model-based agents only: world-model maximum likelihood and
-distillation of the rollout policy from the planner, (5) Polyak averaging.
+The whole learning step is ``Agent.update``: (1) planning with the current parameters,
+(2) critic regression to soft targets, (3) planner training on -J (direct and iterative
+planners only) and temperature tuning towards the target entropy, (4) model-based agents
+only: world-model maximum likelihood and distillation of the rollout policy from the
+planner, (5) Polyak averaging. Every loss of a step is computed with the parameters the step
+starts from (the paper's implementation computes all losses, then applies all updates).
 
 Model-free agents bootstrap with the acting planner's next action; model-based agents with
 the rollout policy's (running the planner on a model-based objective for every target would
@@ -137,15 +139,17 @@ class Agent(nn.Module):
 
     # ----------------------------------------------------------------------------- learning
     @torch.no_grad()
-    def critic_target(self, batch: dict[str, Tensor]) -> Tensor:
+    def critic_target(self, batch: dict[str, Tensor],
+                      next_dist: TanhGaussian | None = None) -> Tensor:
         """y = r + gamma (1 - done) (Q_targ(s', a') - alpha log pi(a'|s')) with beta_train: (B,).
-        a' comes from the acting planner (model-free) or the rollout policy (model-based)."""
+        a' ~ ``next_dist``, by default the acting planner's distributions at s' (model-free,
+        planned here) or the rollout policy's (model-based)."""
         beta, next_obs = self.beta_train, batch["next_obs"]
-        if self.rollout is None:
+        if next_dist is None and self.rollout is None:
             objective = self.objective(next_obs, beta, self.train_samples)
             plan = self.planner.plan(objective, next_obs, record=False)
             next_dist = TanhGaussian(plan.mu, plan.log_std)
-        else:
+        elif next_dist is None:
             next_dist = TanhGaussian(*self.rollout(next_obs))
         next_act, _, next_logp = next_dist.rsample(1)
         soft_v = self.target_value(next_obs, next_act, beta) - self.alpha * next_logp
@@ -154,22 +158,33 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One gradient step on a replay batch (obs, act, rew, next_obs, done); returns metrics."""
         beta, samples, obs = self.beta_train, self.train_samples, batch["obs"]
+        b = obs.shape[0]
 
-        # 1. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2 (its gradient
+        # 1. plan with the current parameters (every loss of the step uses them, as in the
+        #    paper's implementation): the batch's states train the planner; a model-free
+        #    agent plans the critic target's next states in the same call (one batch of 2B)
+        states = obs if self.rollout is not None else torch.cat([obs, batch["next_obs"]])
+        plan = self.planner.plan(self.objective(states, beta, samples), states, record=True,
+                                 train_rows=b)
+        planned = TanhGaussian(plan.mu[:b].detach(), plan.log_std[:b].detach())
+        next_dist = None
+        if self.rollout is None:
+            next_dist = TanhGaussian(plan.mu[b:].detach(), plan.log_std[b:].detach())
+
+        # 2. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2 (its gradient
         #    by the ensemble's hand-written backward)
-        target = self.critic_target(batch)
+        target = self.critic_target(batch, next_dist)
         q, q_vjp = self.q.forward_param_vjp(obs, batch["act"])
         error = q - target
         q_loss = 0.5 * error.square().mean(1).sum()
-        for param, grad in zip(self.q.parameters(), q_vjp(error.div_(obs.shape[0]))):
+        for param, grad in zip(self.q.parameters(), q_vjp(error.div_(b))):
             param.grad = grad
         self.q_opt.step()
 
-        # 2. planner: ascend mean_k J(lambda_k) (the surrogate's graph is the planner's own)
-        plan = self.planner.plan(self.objective(obs, beta, samples), obs, record=True)
-        # 3. temperature: keep the entropy of the planned distributions near the target
+        # 3. planner: ascend mean_k J(lambda_k) (the surrogate carries the planner's own
+        #    backward); temperature: keep the planned distributions' entropy near the target
         with torch.no_grad():
-            _, _, logp = TanhGaussian(plan.mu.detach(), plan.log_std.detach()).rsample(1)
+            _, _, logp = planned.rsample(1)
         loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
         if plan.surrogate is not None:
             loss = loss - plan.surrogate
@@ -180,8 +195,7 @@ class Agent(nn.Module):
         # 4. world model and rollout policy
         metrics = {}
         if self.model is not None:
-            metrics = self.model_update(batch, TanhGaussian(plan.mu.detach(),
-                                                            plan.log_std.detach()))
+            metrics = self.model_update(batch, planned)
 
         # 5. targets
         with torch.no_grad():

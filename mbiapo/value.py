@@ -19,21 +19,22 @@ class ModelFreeValue:
         self.q_net = q
 
     def __call__(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
-        """obs (B, S), actions (B, N, A) -> (B, N)."""
-        obs = obs.unsqueeze(1).expand(-1, actions.shape[1], -1)
+        """obs (B, S), actions (b, N, A) for the first b <= B states -> (b, N)."""
+        obs = obs[: actions.shape[0]].unsqueeze(1).expand(-1, actions.shape[1], -1)
         return pessimistic(self.q_net(obs, actions), beta)
 
     def q_and_grad(self, obs: Tensor, beta: float) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-        """For the states obs (B, S): ``actions (B, N, A) -> (Q-hat (B, N), dQ-hat/da (B, N, A))``
-        by the ensemble's hand-written VJP. The states' share of the first layer is computed
-        at the first call and reused by the later ones (one per planner iteration)."""
+        """For the states obs (B, S): ``actions (b, N, A) -> (Q-hat (b, N), dQ-hat/da (b, N, A))``
+        for the first b <= B states, by the ensemble's hand-written VJP. The states' share of
+        the first layer is computed at the first call and reused by the later ones (one per
+        planner iteration)."""
         state_part = None
 
         def q_and_grad(actions: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal state_part
             if state_part is None:
                 state_part = self.q_net.state_part(obs)
-            q, vjp = self.q_net.forward_vjp(state_part, actions)
+            q, vjp = self.q_net.forward_vjp(state_part[:, : actions.shape[0]], actions)
             value, weights = pessimistic_with_grad(q, beta)
             return value, vjp(weights)
 
@@ -115,18 +116,20 @@ class ModelBasedValue:
                                 self.gamma, self.lam, self.horizon)
 
     def __call__(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
-        """obs (B, S), actions (B, N, A) -> (B, N)."""
-        return self.estimate(obs.unsqueeze(1).expand(-1, actions.shape[1], -1), actions, beta)
+        """obs (B, S), actions (b, N, A) for the first b <= B states -> (b, N)."""
+        obs = obs[: actions.shape[0]].unsqueeze(1).expand(-1, actions.shape[1], -1)
+        return self.estimate(obs, actions, beta)
 
     def q_and_grad(self, obs: Tensor, beta: float) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-        """For the states obs (B, S): ``actions (B, N, A) -> (estimate (B, N), d estimate / d
-        actions (B, N, A))``, the same numbers as autograd through ``__call__`` (same random
-        draws) from hand-written vector-Jacobian products of the model, the rollout policy
-        and the ensemble: no autograd graph, so planners pay for arithmetic, not bookkeeping."""
+        """For the states obs (B, S): ``actions (b, N, A) -> (estimate (b, N), d estimate / d
+        actions (b, N, A))`` for the first b <= B states, the same numbers as autograd
+        through ``__call__`` (same random draws) from hand-written vector-Jacobian products
+        of the model, the rollout policy and the ensemble: no autograd graph, so planners
+        pay for arithmetic, not bookkeeping."""
 
         def q_and_grad(actions: Tensor) -> tuple[Tensor, Tensor]:
             b, n, act_dim = actions.shape
-            s = obs.unsqueeze(1).expand(-1, n, -1).reshape(b * n, -1)
+            s = obs[:b].unsqueeze(1).expand(-1, n, -1).reshape(b * n, -1)
             a = actions.reshape(b * n, act_dim)
             if self.horizon == 0:
                 q, q_vjp = self.q_net.forward_input_vjp(s, a)

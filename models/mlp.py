@@ -71,15 +71,18 @@ def mlp_forward_vjp(net: nn.Sequential, x: Tensor) -> tuple[Tensor, Callable[[Te
 def mlp_forward_param_vjp(net: nn.Sequential, x: Tensor
                           ) -> tuple[Tensor, Callable[[Tensor], list[Tensor]]]:
     """Like ``mlp_forward_vjp``, but the product is w.r.t. the parameters:
-    ``vjp(grad_y (M, out))`` -> the gradients of ``net.parameters()``, in that order."""
+    ``vjp(grad_y (m, out))`` for the first m <= M rows -> the gradients of
+    ``net.parameters()``, in that order."""
     y, linears, activations = _forward_saving(net, x)
+    layer_inputs = [x, *activations]
 
     def vjp(grad: Tensor) -> list[Tensor]:
         grads = []
-        for layer, inputs in zip(reversed(linears), reversed([x, *activations])):
+        for i in reversed(range(len(linears))):
+            inputs = layer_inputs[i][: grad.shape[0]]
             grads += [grad.sum(0), grad.t() @ inputs]  # bias, weight (reversed below)
-            if inputs is not x:
-                grad = relu_backward(grad @ layer.weight, inputs)
+            if i > 0:
+                grad = relu_backward(grad @ linears[i].weight, inputs)
         return grads[::-1]
 
     return y, vjp

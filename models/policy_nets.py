@@ -24,13 +24,14 @@ class DirectPolicyNet(nn.Module):
     @torch.no_grad()
     def forward_vjp(self, obs: Tensor) -> tuple[Tensor, Tensor, Callable[..., list[Tensor]]]:
         """``forward`` without autograd, plus a hand-written backward: mu, log_std (B, A) and
-        ``vjp(grad_mu, grad_log_std)`` -> the gradients of ``self.parameters()``."""
+        ``vjp(grad_mu, grad_log_std)`` (each (n, A), for the first n <= B states) -> the
+        gradients of ``self.parameters()``."""
         out, net_vjp = mlp_forward_param_vjp(self.net, obs)
         mu, raw_log_std = out.chunk(2, dim=-1)
 
         def vjp(grad_mu: Tensor, grad_log_std: Tensor) -> list[Tensor]:
-            return net_vjp(torch.cat([grad_mu, grad_log_std
-                                      * soft_clamp_log_std_grad(raw_log_std)], dim=-1))
+            clamp_grad = soft_clamp_log_std_grad(raw_log_std[: grad_mu.shape[0]])
+            return net_vjp(torch.cat([grad_mu, grad_log_std * clamp_grad], dim=-1))
 
         return mu, soft_clamp_log_std(raw_log_std), vjp
 
@@ -118,16 +119,19 @@ class IterativeAmortizerNet(nn.Module):
     def backward(self, tape: "AmortizerTape",
                  grad_lambdas: list[tuple[Tensor, Tensor]]) -> list[Tensor | None]:
         """Hand-written reverse pass through the K recorded steps: given d loss / d lambda_k
-        from outside the net (``grad_lambdas[k-1]`` for lambda_k, each pair (B, A)), the
-        gradients of the loss w.r.t. ``self.parameters()`` (None where unused).
+        from outside the net (``grad_lambdas[k-1]`` for lambda_k, each pair (n, A) for the
+        first n <= B recorded states), the gradients of the loss w.r.t.
+        ``self.parameters()`` (None where unused).
 
         lambda_k = lerp(delta_k, lambda_{k-1}, omega_k) is the only path between steps (the
         net's inputs are detached), so the elementwise chain runs first, step by step, and
-        the layers' backward then runs once for all K * B rows."""
+        the layers' backward then runs once for all K * n rows."""
         a, grad_out = self.act_dim, []
+        n = grad_lambdas[0][0].shape[0]
         d_mu = d_log_std = None
-        for (mu, log_std, raw_log_std, delta_mu, delta_log_std, g_mu, g_log_std), (gm, gs) in zip(
-                reversed(tape.steps), reversed(grad_lambdas)):
+        for step, (gm, gs) in zip(reversed(tape.steps), reversed(grad_lambdas)):
+            mu, log_std, raw_log_std, delta_mu, delta_log_std, g_mu, g_log_std = (
+                t[:n] for t in step)
             d_mu = gm if d_mu is None else gm + d_mu
             d_log_std = gs if d_log_std is None else gs + d_log_std
             grad_out.append(torch.cat([
@@ -137,9 +141,13 @@ class IterativeAmortizerNet(nn.Module):
                 d_log_std * (log_std - delta_log_std) * g_log_std * (1 - g_log_std)], dim=1))
             d_mu, d_log_std = d_mu * g_mu, d_log_std * g_log_std  # into lambda_{k-1}
         k = len(grad_out)
-        rows = k * tape.obs.shape[0]
-        grad = torch.cat(grad_out[::-1])  # (K B, 4A), steps in order
-        hidden = [h[:k].view(rows, -1) for h in tape.hidden]
+        rows = k * n
+
+        def recorded(buffer: Tensor) -> Tensor:  # (K, B, ...) -> (K n, ...), steps in order
+            return buffer[:k, :n].reshape(rows, *buffer.shape[2:])
+
+        grad = torch.cat(grad_out[::-1])  # (K n, 4A)
+        hidden = [recorded(h) for h in tape.hidden]
         grads = {self.head.weight: grad.t() @ hidden[-1], self.head.bias: grad.sum(0)}
         grad = grad @ self.head.weight
         for layer, h, h_in in zip(reversed(self.linears[1:]), reversed(hidden[1:]),
@@ -149,13 +157,13 @@ class IterativeAmortizerNet(nn.Module):
             grad = grad @ layer.weight
         grad = relu_backward(grad, hidden[0])
         first = self.linears[0]
-        per_state = grad.view(k, -1, grad.shape[1]).sum(0)  # (B, H)
-        grads[first.weight] = torch.cat([per_state.t() @ tape.obs,
-                                         grad.t() @ tape.inputs[:k].view(rows, -1)], dim=1)
+        per_state = grad.view(k, n, grad.shape[1]).sum(0)  # (n, H)
+        grads[first.weight] = torch.cat([per_state.t() @ tape.obs[:n],
+                                         grad.t() @ recorded(tape.inputs)], dim=1)
         grads[first.bias] = per_state.sum(0)
         if self.normalize:
             grad_blocks = (grad @ first.weight[:, -4 * a:]).view(rows, 4, a)
-            grads[self.norm_weight] = (grad_blocks * tape.normalized[:k].view(rows, 4, a)).sum(0)
+            grads[self.norm_weight] = (grad_blocks * recorded(tape.normalized)).sum(0)
             grads[self.norm_bias] = grad_blocks.sum(0)
         return [grads.get(p) for p in self.parameters()]
 

@@ -11,6 +11,11 @@ taken from the evaluations that also feed the next iteration, so training backpr
 through the planner network only, never through the value estimate a second time. Both
 trainable planners run their network without autograd and give the surrogate their
 network's hand-written backward (``surrogate``). ``Plan.values`` are always detached.
+
+``train_rows`` = n: only the first n states are trained on and scored; the others are only
+planned (no J after the last iteration, no share of the surrogate). The agent uses it to
+plan the critic target's next states in the same batch as the states it trains on.
+Planners that are not trained ignore it.
 """
 
 import time
@@ -29,6 +34,8 @@ class Objective(Protocol):
     ``value_and_grad(mu, log_std) -> (J (B,), (dJ/dmu, dJ/dlog_std))``, detached, from one
     set of samples (``mbiapo.objective.SoftObjective`` implements both).
     ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
+    Planners called with ``train_rows`` = n need all three for the first n states too
+    (parameters or actions with n rows); the agent's objectives allow that.
     """
 
     alpha: float
@@ -46,9 +53,10 @@ class Objective(Protocol):
 class Plan:
     """Result of planning for B states.
 
-    mu, log_std: (B, A). ``values[k]`` is J (B,) after iteration k+1 and ``seconds[k]`` the
-    wall-clock since the start of planning at that point (empty when ``record=False`` and
-    the planner had no reason to evaluate J).
+    mu, log_std: (B, A). ``values[k]`` is J (B,) after iteration k+1 (of the first
+    ``train_rows`` states only, when given) and ``seconds[k]`` the wall-clock since the start
+    of planning at that point (empty when ``record=False`` and the planner had no reason to
+    evaluate J).
     """
 
     mu: Tensor
@@ -68,16 +76,16 @@ that the planner may later change in place (clone what you keep)."""
 
 
 class Planner(Protocol):
-    """``plan(objective, obs (B, S), iters, init=(mu, log_std) or None, record, callback)
-    -> Plan``. ``callback`` lets analyses follow the search (paths, timings) without the
-    planner evaluating J for them."""
+    """``plan(objective, obs (B, S), iters, init=(mu, log_std) or None, record, callback,
+    train_rows) -> Plan``. ``callback`` lets analyses follow the search (paths, timings)
+    without the planner evaluating J for them."""
 
     trainable: bool
     iters: int
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
-             callback: Callback | None = None) -> Plan: ...
+             callback: Callback | None = None, train_rows: int | None = None) -> Plan: ...
 
 
 def initial_params(obs: Tensor, act_dim: int,

@@ -28,7 +28,8 @@ class CEMPlanner:
     @torch.no_grad()
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
-             callback: Callback | None = None) -> Plan:
+             callback: Callback | None = None, train_rows: int | None = None) -> Plan:
+        """Not trained: ``train_rows`` is ignored."""
         iters = self.iters if iters is None else iters
         clock = Clock(obs.device)
         mu, log_std = initial_params(obs, self.act_dim, init)

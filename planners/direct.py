@@ -25,23 +25,24 @@ class DirectPlanner(nn.Module):
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
-             callback: Callback | None = None) -> Plan:
+             callback: Callback | None = None, train_rows: int | None = None) -> Plan:
         """``iters`` and ``init`` are ignored: a direct planner has a single step."""
         training = torch.is_grad_enabled()
         clock = Clock(obs.device)
+        n = obs.shape[0] if train_rows is None else train_rows
         with torch.no_grad():
             mu, log_std, vjp = self.net.forward_vjp(obs)
             if callback is not None:
                 callback(0, mu, log_std)
             plan = Plan(mu, log_std)
             if record or training:
-                value, grads = value_and_grad(objective, mu, log_std, grad=training)
+                value, grads = value_and_grad(objective, mu[:n], log_std[:n], grad=training)
                 plan.values.append(value)
                 plan.seconds.append(clock())
         if training:
-            scale = 1.0 / obs.shape[0]
+            scale = 1.0 / n
             plan.surrogate = surrogate(
-                surrogate_term(grads, mu, log_std) * scale,
+                surrogate_term(grads, mu[:n], log_std[:n]) * scale,
                 lambda up: vjp(grads[0] * (up * scale), grads[1] * (up * scale)),
                 list(self.parameters()))
         return plan

@@ -29,13 +29,14 @@ class IterativePlanner(nn.Module):
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
-             callback: Callback | None = None) -> Plan:
+             callback: Callback | None = None, train_rows: int | None = None) -> Plan:
         """K iterations from mu = 0, sigma = 1 (or ``init``). Each J(lambda_k) is evaluated
         once; its gradient feeds step k+1 and, when training, the surrogate loss, whose
         backward is the net's hand-written one through all K recorded steps (the steps
         themselves run without autograd)."""
         training = torch.is_grad_enabled()
         iters = self.iters if iters is None else iters
+        n = obs.shape[0] if train_rows is None else train_rows
         clock = Clock(obs.device)
         with torch.no_grad():
             mu, log_std = initial_params(obs, self.act_dim, init)
@@ -48,17 +49,20 @@ class IterativePlanner(nn.Module):
                 mu, log_std = self.net.step(state_part, mu, log_std, *grads, tape)
                 if callback is not None:
                     callback(k, mu, log_std)
-                if k + 1 < iters or record or training:
-                    value, grads = value_and_grad(objective, mu, log_std,
-                                                  grad=k + 1 < iters or training)
-                    plan.values.append(value)
-                    plan.seconds.append(clock())
-                    if training:  # sum_k <dJ/dlambda_k, lambda_k> / (K B), as a value
-                        grad_lambdas.append(grads)
-                        total = total + surrogate_term(grads, mu, log_std)
+                last = k + 1 == iters
+                if last and not (record or training):
+                    break
+                rows = n if last else obs.shape[0]  # the next step needs every gradient
+                value, grads = value_and_grad(objective, mu[:rows], log_std[:rows],
+                                              grad=not last or training)
+                plan.values.append(value[:n])
+                plan.seconds.append(clock())
+                if training:  # sum_k <dJ/dlambda_k, lambda_k> / (K n), as a value
+                    grad_lambdas.append((grads[0][:n], grads[1][:n]))
+                    total = total + surrogate_term(grad_lambdas[-1], mu[:n], log_std[:n])
         plan.mu, plan.log_std = mu, log_std
         if training:
-            scale = 1.0 / (iters * obs.shape[0])
+            scale = 1.0 / (iters * n)
             plan.surrogate = surrogate(
                 total * scale,
                 lambda up: self.net.backward(tape, [(g[0] * (up * scale), g[1] * (up * scale))

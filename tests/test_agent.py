@@ -57,13 +57,31 @@ def test_critic_step_uses_the_gradient_of_the_regression_loss(tiny_cfg):
     rng = np.random.default_rng(0)
     batch = _bandit_buffer(rng, 100).sample(16, rng)
     target = torch.randn(16)
-    agent.critic_target = lambda batch: target
+    agent.critic_target = lambda batch, next_dist=None: target
     metrics = agent.update(batch)
     loss = 0.5 * (reference(batch["obs"], batch["act"]) - target).pow(2).mean(1).sum()
     torch.testing.assert_close(metrics["q_loss"], loss.detach())
     for param, expected in zip(agent.q.parameters(),
                                torch.autograd.grad(loss, list(reference.parameters()))):
         torch.testing.assert_close(param.grad, expected)
+
+
+def test_update_plans_the_critic_targets_next_states_with_the_trained_ones(tiny_cfg):
+    """A model-free update plans obs and next_obs in one call, before any parameter moves:
+    the critic target bootstraps with the planner's distributions at next_obs."""
+    agent = Agent(tiny_cfg("direct"), obs_dim=2, act_dim=1)
+    rng = np.random.default_rng(0)
+    batch = _bandit_buffer(rng, 100).sample(16, rng)
+    batch["next_obs"] = torch.randn(16, 2)
+    with torch.no_grad():
+        expected_mu, expected_log_std = agent.planner.net(batch["next_obs"])
+    seen = []
+    critic_target = agent.critic_target
+    agent.critic_target = lambda batch, next_dist=None: seen.append(next_dist) or critic_target(
+        batch, next_dist)
+    agent.update(batch)
+    torch.testing.assert_close(seen[0].mu, expected_mu)
+    torch.testing.assert_close(seen[0].log_std, expected_log_std)
 
 
 def test_untrained_planner_names_are_clear(tiny_cfg):

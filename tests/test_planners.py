@@ -126,6 +126,46 @@ def test_surrogate_gradient_equals_backprop_through_the_objective(act_dim, layer
     assert plan.surrogate is None and not plan.mu.requires_grad
 
 
+class _ClosedFormObjective:
+    """Deterministic J = -|mu - t_s|^2 - |log_std + 1|^2 with its exact gradient; parameters
+    with n rows score the first n states."""
+
+    alpha = 0.1
+
+    def __init__(self, targets):
+        self.targets, self.act_dim = targets, targets.shape[1]
+
+    def __call__(self, mu, log_std):
+        t = self.targets[: mu.shape[0]]
+        return -(mu - t).pow(2).sum(-1) - (log_std + 1).pow(2).sum(-1)
+
+    def value_and_grad(self, mu, log_std):
+        t = self.targets[: mu.shape[0]]
+        return self(mu, log_std), (-2 * (mu - t), -2 * (log_std + 1))
+
+
+@pytest.mark.parametrize("name", ["direct", "iterative"])
+def test_train_rows_train_and_score_only_the_first_states(name):
+    """Planning 8 states with train_rows=5 trains and scores exactly as planning the first
+    5 alone (rows never mix), while the other 3 are still planned."""
+    torch.manual_seed(0)
+    planner = (DirectPlanner(3, 2, hidden=16) if name == "direct"
+               else IterativePlanner(3, 2, iters=3, hidden=16))
+    for p in planner.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    obs, targets = torch.randn(8, 3), torch.rand(8, 2) - 0.5
+    plan = planner.plan(_ClosedFormObjective(targets), obs, train_rows=5)
+    alone = planner.plan(_ClosedFormObjective(targets[:5]), obs[:5])
+    params = list(planner.parameters())
+    for a, b in zip(torch.autograd.grad(plan.surrogate, params, allow_unused=True),
+                    torch.autograd.grad(alone.surrogate, params, allow_unused=True)):
+        torch.testing.assert_close(a, b)
+    assert plan.mu.shape == (8, 2) and len(plan.values) == len(alone.values)
+    for value, reference in zip(plan.values, alone.values):
+        torch.testing.assert_close(value, reference)
+    torch.testing.assert_close(plan.mu[:5], alone.mu)
+
+
 def test_direct_planner_value_is_the_objective_at_its_output():
     family = HiddenTargets(act_dim=2)
     obs, objective = family.sample(4)
