@@ -60,8 +60,12 @@ def test_train_prints_its_final_metrics_as_json(tmp_path, capsys):
 
 
 def test_train_compile_compiles_the_planners_gradient(tmp_path, capsys):
+    import torch._dynamo
     from torch._dynamo.utils import counters
 
+    # agents share one compiled function's cache, which stops growing after a limit
+    # (torch._dynamo.config.recompile_limit): start from an empty one
+    torch._dynamo.reset()
     graphs = counters["stats"]["unique_graphs"]
     argv = ["train", "--env", "InvertedPendulum-v5", "--planner", "iterative", "--steps", "60",
             "--out", str(tmp_path / "r"), "--json", "train.warmup_steps=50",
