@@ -106,17 +106,21 @@ def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor,
         return objective(mu.detach(), log_std.detach()), None
 
 
-def surrogate_term(grads: tuple[Tensor, Tensor], mu: Tensor, log_std: Tensor) -> Tensor:
-    """<dJ/dlambda, lambda> summed over the batch: its gradient through lambda's graph is
-    that of sum_b J."""
-    return (grads[0] * mu).sum() + (grads[1] * log_std).sum()
+Pairs = list[tuple[Tensor, Tensor]]
 
 
-def surrogate(value: Tensor, backward: Callable[[Tensor], list[Tensor | None]],
+def surrogate(grads: Pairs, lambdas: Pairs, backward: Callable[[Pairs], list[Tensor | None]],
               params: list[Tensor]) -> Tensor:
-    """The scalar ``value`` (computed without autograd), made differentiable: its gradient
-    w.r.t. ``params`` is ``backward(d loss / d value)`` (a hand-written backward pass)."""
-    return _Surrogate.apply(value, backward, *params)
+    """``mean_k mean_b <dJ/dlambda_k, lambda_k>`` over K iterations' (dJ/dmu, dJ/dlog_std)
+    and (mu, log_std) pairs, each (n, A), computed without autograd and made
+    differentiable: its gradient w.r.t. ``params`` is ``backward`` (a hand-written backward
+    pass) applied to the K pairs d loss / d lambda_k."""
+    scale = 1.0 / (len(grads) * grads[0][0].shape[0])
+    value = sum((g_mu * mu).sum() + (g_log_std * log_std).sum()
+                for (g_mu, g_log_std), (mu, log_std) in zip(grads, lambdas)) * scale
+    return _Surrogate.apply(
+        value, lambda up: backward([(g_mu * (up * scale), g_log_std * (up * scale))
+                                    for g_mu, g_log_std in grads]), *params)
 
 
 class _Surrogate(torch.autograd.Function):

@@ -10,7 +10,6 @@ from mbiapo.planners.base import (
     Objective,
     Plan,
     surrogate,
-    surrogate_term,
     value_and_grad,
 )
 
@@ -40,9 +39,6 @@ class DirectPlanner(nn.Module):
                 plan.values.append(value)
                 plan.seconds.append(clock())
         if training:
-            scale = 1.0 / n
-            plan.surrogate = surrogate(
-                surrogate_term(grads, mu[:n], log_std[:n]) * scale,
-                lambda up: vjp(grads[0] * (up * scale), grads[1] * (up * scale)),
-                list(self.parameters()))
+            plan.surrogate = surrogate([grads], [(mu[:n], log_std[:n])],
+                                       lambda pairs: vjp(*pairs[0]), list(self.parameters()))
         return plan

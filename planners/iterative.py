@@ -12,7 +12,6 @@ from mbiapo.planners.base import (
     Plan,
     initial_params,
     surrogate,
-    surrogate_term,
     value_and_grad,
 )
 
@@ -44,7 +43,7 @@ class IterativePlanner(nn.Module):
             _, grads = value_and_grad(objective, mu, log_std)
             state_part = self.net.state_part(obs)
             tape = AmortizerTape(self.net, obs, iters) if training else None
-            grad_lambdas, total = [], 0.0
+            grad_lambdas, lambdas = [], []
             for k in range(iters):
                 mu, log_std = self.net.step(state_part, mu, log_std, *grads, tape)
                 if callback is not None:
@@ -57,15 +56,12 @@ class IterativePlanner(nn.Module):
                                               grad=not last or training)
                 plan.values.append(value[:n])
                 plan.seconds.append(clock())
-                if training:  # sum_k <dJ/dlambda_k, lambda_k> / (K n), as a value
+                if training:
                     grad_lambdas.append((grads[0][:n], grads[1][:n]))
-                    total = total + surrogate_term(grad_lambdas[-1], mu[:n], log_std[:n])
+                    lambdas.append((mu[:n], log_std[:n]))
         plan.mu, plan.log_std = mu, log_std
         if training:
-            scale = 1.0 / (iters * n)
-            plan.surrogate = surrogate(
-                total * scale,
-                lambda up: self.net.backward(tape, [(g[0] * (up * scale), g[1] * (up * scale))
-                                                    for g in grad_lambdas]),
-                list(self.parameters()))
+            plan.surrogate = surrogate(grad_lambdas, lambdas,
+                                       lambda pairs: self.net.backward(tape, pairs),
+                                       list(self.parameters()))
         return plan
