@@ -122,6 +122,7 @@ def test_hand_written_model_based_gradient_matches_autograd(horizon):
 def test_compiled_objective_gradient_matches_the_eager_one(tiny_cfg):
     """J and its gradient from ``compile_value_gradient`` equal the eager ones, in updates
     (no_grad) and when acting (inference mode), also after alpha changes."""
+    import torch._dynamo
     import torch._inductor.config
 
     agent = _mb_agent(tiny_cfg, "iterative")
@@ -138,7 +139,9 @@ def test_compiled_objective_gradient_matches_the_eager_one(tiny_cfg):
                 results.append(objective.value_and_grad(mu, log_std))
         return objective, results
 
-    # fallback_random: compiled code draws eager's random numbers, so both paths agree
+    # fallback_random: compiled code draws eager's random numbers, so both paths agree; the
+    # graphs of agents compiled by earlier tests (without it) must not be reused
+    torch._dynamo.reset()
     with torch._inductor.config.patch(fallback_random=True):
         eager, expected = run()
         agent.compile_value_gradient()
