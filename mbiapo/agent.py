@@ -26,6 +26,7 @@ from mbiapo.models.q_ensemble import QEnsemble
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
 from mbiapo.models.world_model import WorldModel
 from mbiapo.objective import SoftObjective, soft_value_and_grad
+from mbiapo.optim import LeanAdam
 from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, Planner
 from mbiapo.value import ModelBasedValue, ModelFreeValue
 
@@ -74,15 +75,15 @@ class Agent(nn.Module):
             if v.model_targets:
                 self.target_value = ModelBasedValue(self.q_target, *mb)
         self.to(self.device)
-        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=t.lr, fused=True)
+        self.q_opt = LeanAdam(self.q.parameters(), lr=t.lr)
         # the planner and the temperature step together: one optimizer, two groups
         groups = [{"params": [self.log_alpha]}]
         if self.planner.trainable:
             groups.append({"params": list(self.planner.parameters())})
-        self.policy_opt = torch.optim.Adam(groups, lr=t.lr, fused=True)
+        self.policy_opt = LeanAdam(groups, lr=t.lr)
         if self.model is not None:  # model and rollout policy step together too
-            self.model_opt = torch.optim.Adam(
-                [*self.model.parameters(), *self.rollout.parameters()], lr=t.lr, fused=True)
+            self.model_opt = LeanAdam([*self.model.parameters(), *self.rollout.parameters()],
+                                      lr=t.lr)
 
     # ----------------------------------------------------------------------------- planning
     @property
@@ -188,7 +189,7 @@ class Agent(nn.Module):
         loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
         if plan.surrogate is not None:
             loss = loss - plan.surrogate
-        self.policy_opt.zero_grad(set_to_none=True)
+        self.policy_opt.zero_grad()
         loss.backward()
         self.policy_opt.step()
 
@@ -217,7 +218,7 @@ class Agent(nn.Module):
         if planned is not None:
             kl = kl_divergence(planned, TanhGaussian(*self.rollout(obs))).mean()
             loss, metrics["distill_kl"] = loss + kl, kl.detach()
-        self.model_opt.zero_grad(set_to_none=True)
+        self.model_opt.zero_grad()
         loss.backward()
         self.model_opt.step()
         return metrics
