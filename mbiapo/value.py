@@ -26,15 +26,16 @@ class ModelFreeValue:
     def q_and_grad(self, obs: Tensor, beta: float) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
         """For the states obs (B, S): ``actions (b, N, A) -> (Q-hat (b, N), dQ-hat/da (b, N, A))``
         for the first b <= B states, by the ensemble's hand-written VJP. The states' share of
-        the first layer is computed at the first call and reused by the later ones (one per
-        planner iteration)."""
-        state_part = None
+        the first layer is computed at the first call (for the states it asks for) and reused
+        by the later ones (one per planner iteration)."""
+        state_part = None  # (E, b, 1, H)
 
         def q_and_grad(actions: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal state_part
-            if state_part is None:
-                state_part = self.q_net.state_part(obs)
-            q, vjp = self.q_net.forward_vjp(state_part[:, : actions.shape[0]], actions)
+            b = actions.shape[0]
+            if state_part is None or state_part.shape[1] < b:
+                state_part = self.q_net.state_part(obs[:b])
+            q, vjp = self.q_net.forward_vjp(state_part[:, :b], actions)
             value, weights = pessimistic_with_grad(q, beta)
             return value, vjp(weights)
 

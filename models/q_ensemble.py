@@ -38,9 +38,9 @@ class QEnsemble(nn.Module):
         x = x.reshape(-1, x.shape[-1])
         (w0, b0), *hidden, (w_out, b_out) = self.layers()
         e = w0.shape[0]
-        x = torch.relu(torch.baddbmm(b0, x.expand(e, -1, -1), w0))  # (E, M, H)
+        x = torch.baddbmm(b0, x.expand(e, -1, -1), w0).relu_()  # (E, M, H)
         for w, b in hidden:
-            x = torch.relu(torch.baddbmm(b, x, w))
+            x = torch.baddbmm(b, x, w).relu_()
         return _output_layer(x, w_out, b_out).reshape(e, *lead)
 
     @torch.no_grad()
@@ -69,7 +69,8 @@ class QEnsemble(nn.Module):
         q, pre_vjp = self._vjp_from_first_layer(pre.view(e, b, n, width).add_(state_part))
 
         def vjp(grad_q: Tensor) -> Tensor:
-            return torch.bmm(pre_vjp(grad_q), w_act.transpose(1, 2)).sum(0).view(b, n, act_dim)
+            per_member = torch.bmm(pre_vjp(), w_act.transpose(1, 2))  # dQ_i/da: (E, B N, A)
+            return (per_member * grad_q.reshape(e, -1, 1)).sum(0).view(b, n, act_dim)
 
         return q.view(e, b, n), vjp
 
@@ -86,7 +87,8 @@ class QEnsemble(nn.Module):
             torch.baddbmm(b0, x.reshape(1, -1, x.shape[-1]).expand(e, -1, -1), w0))
 
         def vjp(grad_q: Tensor) -> tuple[Tensor, Tensor]:
-            grad_x = torch.bmm(pre_vjp(grad_q), w0.transpose(1, 2)).sum(0).view(*lead, -1)
+            per_member = torch.bmm(pre_vjp(), w0.transpose(1, 2))  # dQ_i/dx: (E, M, S + A)
+            grad_x = (per_member * grad_q.reshape(e, -1, 1)).sum(0).view(*lead, -1)
             return grad_x[..., :obs_dim], grad_x[..., obs_dim:]
 
         return q.view(e, *lead), vjp
@@ -112,9 +114,11 @@ class QEnsemble(nn.Module):
 
     def _vjp_from_first_layer(self, pre: Tensor) -> tuple[Tensor, Callable[..., Tensor]]:
         """The layers after the first one's pre-activation ``pre`` (E, ..., H), which it
-        overwrites: q (E, M) and ``vjp(grad_q (E, ...), param_grads=None) -> grad_pre
-        (E, M, H)``; given a list, the vjp also appends the later layers' parameter
-        gradients to it, last layer first, bias before weight."""
+        overwrites: q (E, M) and ``vjp(grad_q (E, ...) or None, param_grads=None) -> grad_pre
+        (E, M, H)``. Without grad_q, the result is each member's own gradient dQ_i/dpre: input
+        gradients then scale by grad_q after the first layer, at A (or S + A) columns instead
+        of H. Given a list, the vjp also appends the later layers' parameter gradients to it,
+        last layer first, bias before weight."""
         _, *hidden, (w_out, b_out) = self.layers()
         e, width = pre.shape[0], pre.shape[-1]
         h = pre.relu_().view(e, -1, width)
@@ -124,20 +128,23 @@ class QEnsemble(nn.Module):
             activations.append(h)
         q = _output_layer(h, w_out, b_out)
 
-        def vjp(grad_q: Tensor, param_grads: list[Tensor] | None = None) -> Tensor:
-            grad_q = grad_q.reshape(e, -1, 1)
-            if param_grads is not None:
-                # (E, 1, M) @ (E, M, H): the weight's gradient as a row, same memory as (E, H, 1)
-                param_grads += [grad_q.sum(1, keepdim=True),
-                                torch.bmm(grad_q.transpose(1, 2), activations[-1]).view(e, -1, 1)]
-            g = grad_q * w_out.transpose(1, 2)  # (E, M, H)
-            for (w, _), a, a_in in zip(reversed(hidden), reversed(activations[1:]),
-                                       reversed(activations[:-1])):
-                g = relu_backward(g, a)
+        def vjp(grad_q: Tensor | None = None, param_grads: list[Tensor] | None = None
+                ) -> Tensor:
+            if grad_q is None:
+                g = relu_backward(w_out.transpose(1, 2).expand_as(h), h)  # (E, M, H)
+            else:
+                grad_q = grad_q.reshape(e, -1, 1)
+                if param_grads is not None:
+                    # (E, 1, M) @ (E, M, H): the weight's gradient as a row, same memory as
+                    # (E, H, 1)
+                    param_grads += [grad_q.sum(1, keepdim=True), torch.bmm(
+                        grad_q.transpose(1, 2), activations[-1]).view(e, -1, 1)]
+                g = relu_backward(grad_q * w_out.transpose(1, 2), h)
+            for (w, _), a_in in zip(reversed(hidden), reversed(activations[:-1])):
                 if param_grads is not None:
                     param_grads += [g.sum(1, keepdim=True), torch.bmm(a_in.transpose(1, 2), g)]
-                g = torch.bmm(g, w.transpose(1, 2))
-            return relu_backward(g, activations[0])
+                g = relu_backward(torch.bmm(g, w.transpose(1, 2)), a_in)
+            return g
 
         return q, vjp
 

@@ -55,18 +55,15 @@ class TanhGaussian:
         return torch.tanh(torch.addcmul(self.mu, self.log_std.exp(), torch.randn_like(self.mu)))
 
     def rsample(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n)."""
-        eps = torch.randn(
-            self.mu.shape[0], n, self.mu.shape[1], device=self.mu.device, dtype=self.mu.dtype
-        )
-        std = self.log_std.exp().unsqueeze(1)
-        u = self.mu.unsqueeze(1) + std * eps
-        log_prob = (
-            -0.5 * eps.pow(2).sum(-1)
-            - self.log_std.sum(-1, keepdim=True)
-            - self.mu.shape[1] * _HALF_LOG_2PI
-            - tanh_log_det(u)
-        )
+        """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n).
+        With log(1 - tanh(u)^2) = 2 log 2 - 2 log(e^u + e^-u), log pi(a) is
+        sum(2 log(e^u + e^-u) - eps^2 / 2) - sum(log sigma) - A (log(2 pi) / 2 + 2 log 2)."""
+        mu, log_std = self.mu, self.log_std
+        eps = torch.randn(mu.shape[0], n, mu.shape[1], device=mu.device, dtype=mu.dtype)
+        u = torch.addcmul(mu.unsqueeze(1), log_std.exp().unsqueeze(1), eps)
+        log_prob = (torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25).sum(-1)
+                    .mul(2.0).sub(log_std.sum(-1, keepdim=True))
+                    .sub(mu.shape[1] * (_HALF_LOG_2PI + 2.0 * _LOG2)))
         return torch.tanh(u), u, log_prob
 
     def log_prob_pre_tanh(self, u: Tensor) -> Tensor:
