@@ -72,35 +72,34 @@ class IterativeAmortizerNet(nn.Module):
         """Update ``delta`` and gate ``omega`` for mu and log_std, each (B, A): delta_mu,
         delta_log_std, omega_mu, omega_log_std. Layers are applied as functions, not module
         calls: this runs K times per plan, where module-call overhead shows at batch 1. With
-        a ``tape`` (no autograd), the activations go to its buffers for ``backward``."""
+        a ``tape`` (no autograd), the layers write their outputs into its buffers."""
         a = self.act_dim
+        k = None if tape is None else len(tape.steps)
         blocks = torch.stack([mu, log_std, grad_mu, grad_log_std], dim=1).detach()  # (B, 4, A)
         if self.normalize:
-            normalized = F.layer_norm(blocks, (a,))
-            if tape is not None:
-                normalized = tape.normalized[len(tape.steps)].copy_(normalized)
-            blocks = torch.addcmul(self.norm_bias, normalized, self.norm_weight)
-        blocks = blocks.flatten(1)
+            blocks = F.layer_norm(blocks, (a,))
         if tape is not None:
-            blocks = tape.inputs[len(tape.steps)].copy_(blocks)
+            tape.blocks[:, k].copy_(blocks)
+        if self.normalize:
+            blocks = torch.addcmul(self.norm_bias, blocks, self.norm_weight)
         first, *rest = self.linears
-        x = self._linear_relu(first.weight[:, -4 * a:], state_part, blocks, tape, 0)
+        x = self._linear(first.weight[:, -4 * a:], state_part, blocks.flatten(1), tape, 0)
         for i, layer in enumerate(rest, 1):
-            x = self._linear_relu(layer.weight, layer.bias, x, tape, i)
-        d_mu, raw_log_std, gate_logits = F.linear(x, self.head.weight, self.head.bias).split(
-            [a, a, 2 * a], dim=1)
-        terms = d_mu, soft_clamp_log_std(raw_log_std), *torch.sigmoid(gate_logits).chunk(2, 1)
+            x = self._linear(layer.weight, layer.bias, x, tape, i)
+        out = None if tape is None else tape.head[:, k]
+        d_mu, raw_log_std, gate_logits = torch.addmm(
+            self.head.bias, x, self.head.weight.t(), out=out).split([a, a, 2 * a], dim=1)
         if tape is not None:
-            tape.steps.append((mu, log_std, raw_log_std, *terms))
-        return terms
+            tape.steps.append((mu, log_std))
+        return d_mu, soft_clamp_log_std(raw_log_std), *torch.sigmoid(gate_logits).chunk(2, 1)
 
     @staticmethod
-    def _linear_relu(weight: Tensor, bias: Tensor, x: Tensor, tape: "AmortizerTape | None",
-                     i: int) -> Tensor:
-        """relu(bias + x W^T), written into the tape's buffer of layer i when recording."""
+    def _linear(weight: Tensor, bias: Tensor, x: Tensor, tape: "AmortizerTape | None",
+                i: int) -> Tensor:
+        """relu(bias + x W^T), written into the tape's buffer of trunk layer i when recording."""
         if tape is None:
-            return torch.addmm(bias, x, weight.t()).relu()
-        return torch.addmm(bias, x, weight.t(), out=tape.hidden[i][len(tape.steps)]).relu_()
+            return torch.addmm(bias, x, weight.t()).relu_()
+        return torch.addmm(bias, x, weight.t(), out=tape.hidden[i][:, len(tape.steps)]).relu_()
 
     def step(self, state_part: Tensor, mu: Tensor, log_std: Tensor, grad_mu: Tensor,
              grad_log_std: Tensor, tape: "AmortizerTape | None" = None) -> tuple[Tensor, Tensor]:
@@ -124,29 +123,31 @@ class IterativeAmortizerNet(nn.Module):
         ``self.parameters()`` (None where unused).
 
         lambda_k = lerp(delta_k, lambda_{k-1}, omega_k) is the only path between steps (the
-        net's inputs are detached), so the elementwise chain runs first, step by step, and
-        the layers' backward then runs once for all K * n rows."""
-        a, grad_out = self.act_dim, []
+        net's inputs are detached). So only the recursion d lambda_{k-1} = g_{k-1} +
+        omega_k * d lambda_k runs step by step; everything else runs once for all K * n rows,
+        in the tape's (state, step) row order."""
+        a, k = self.act_dim, len(grad_lambdas)
         n = grad_lambdas[0][0].shape[0]
-        d_mu = d_log_std = None
-        for step, (gm, gs) in zip(reversed(tape.steps), reversed(grad_lambdas)):
-            mu, log_std, raw_log_std, delta_mu, delta_log_std, g_mu, g_log_std = (
-                t[:n] for t in step)
-            d_mu = gm if d_mu is None else gm + d_mu
-            d_log_std = gs if d_log_std is None else gs + d_log_std
-            grad_out.append(torch.cat([
-                d_mu * (1 - g_mu),
-                d_log_std * (1 - g_log_std) * soft_clamp_log_std_grad(raw_log_std),
-                d_mu * (mu - delta_mu) * g_mu * (1 - g_mu),
-                d_log_std * (log_std - delta_log_std) * g_log_std * (1 - g_log_std)], dim=1))
-            d_mu, d_log_std = d_mu * g_mu, d_log_std * g_log_std  # into lambda_{k-1}
-        k = len(grad_out)
-        rows = k * n
+        head = tape.head[:n, :k]  # (n, K, 4A): delta_mu, raw log-std, gate logits (mu, log_std)
+        gates = torch.sigmoid(head[..., 2 * a:])  # (n, K, 2A): omega_mu, omega_log_std
+        d_lambda = head.new_empty(n, k, 2 * a)  # d loss / d lambda_k, [mu | log_std]
+        for i in reversed(range(k)):
+            d = torch.cat(grad_lambdas[i], dim=1)
+            d_lambda[:, i] = d if i == k - 1 else torch.addcmul(d, d_lambda[:, i + 1],
+                                                                gates[:, i + 1])
+        raw_log_std = head[..., a:2 * a]
+        delta = torch.cat([head[..., :a], soft_clamp_log_std(raw_log_std)], dim=-1)
+        lambdas = torch.stack([torch.cat(step, dim=1)[:n] for step in tape.steps[:k]], dim=1)
+        keep = 1 - gates
+        grad_delta = d_lambda * keep
+        grad_delta[..., a:] *= soft_clamp_log_std_grad(raw_log_std)
+        grad_gates = d_lambda * (lambdas - delta) * gates * keep
+        rows = n * k
+        grad = torch.cat([grad_delta, grad_gates], dim=-1).view(rows, 4 * a)
 
-        def recorded(buffer: Tensor) -> Tensor:  # (K, B, ...) -> (K n, ...), steps in order
-            return buffer[:k, :n].reshape(rows, *buffer.shape[2:])
+        def recorded(buffer: Tensor) -> Tensor:  # (B, K, ...) -> (n K, ...)
+            return buffer[:n, :k].reshape(rows, -1)
 
-        grad = torch.cat(grad_out[::-1])  # (K n, 4A)
         hidden = [recorded(h) for h in tape.hidden]
         grads = {self.head.weight: grad.t() @ hidden[-1], self.head.bias: grad.sum(0)}
         grad = grad @ self.head.weight
@@ -155,29 +156,35 @@ class IterativeAmortizerNet(nn.Module):
             grad = relu_backward(grad, h)
             grads[layer.weight], grads[layer.bias] = grad.t() @ h_in, grad.sum(0)
             grad = grad @ layer.weight
-        grad = relu_backward(grad, hidden[0])
-        first = self.linears[0]
-        per_state = grad.view(k, n, grad.shape[1]).sum(0)  # (n, H)
-        grads[first.weight] = torch.cat([per_state.t() @ tape.obs[:n],
-                                         grad.t() @ recorded(tape.inputs)], dim=1)
-        grads[first.bias] = per_state.sum(0)
+        grad = relu_backward(grad, hidden[0])  # d loss / d first layer's pre-activation
+        per_state = grad.view(n, k, grad.shape[1]).sum(1)  # (n, H)
+        first, column = self.linears[0], per_state.sum(0)
+        # the blocks enter as normalized * w + b: with G^T N from the recorded (normalized)
+        # blocks N, d/dW = G^T N * w + colsum(G) b^T, d/dw = colsum(W * G^T N),
+        # d/db = colsum(G) W (W: the first layer's block columns)
+        grad_weight = grad.t() @ recorded(tape.blocks)  # (H, 4A)
         if self.normalize:
-            grad_blocks = (grad @ first.weight[:, -4 * a:]).view(rows, 4, a)
-            grads[self.norm_weight] = (grad_blocks * recorded(tape.normalized)).sum(0)
-            grads[self.norm_bias] = grad_blocks.sum(0)
+            w_blocks = first.weight[:, -4 * a:]
+            grads[self.norm_weight] = (w_blocks * grad_weight).sum(0).view(4, a)
+            grads[self.norm_bias] = (column @ w_blocks).view(4, a)
+            grad_weight = torch.addr(grad_weight * self.norm_weight.flatten(), column,
+                                     self.norm_bias.flatten())
+        grads[first.weight] = torch.cat([per_state.t() @ tape.obs[:n], grad_weight], dim=1)
+        grads[first.bias] = column
         return [grads.get(p) for p in self.parameters()]
 
 
 class AmortizerTape:
     """What ``IterativeAmortizerNet.backward`` needs from up to ``iters`` steps on the B states
-    obs (B, S), recorded by ``step(..., tape=)`` without autograd: each trunk layer's
-    activations in one (K, B, H) buffer, so the backward runs all steps as one batch."""
+    obs (B, S), recorded by ``step(..., tape=)`` without autograd: per state and step, the
+    (normalized) lambda/gradient blocks, each trunk layer's activations and the head's
+    outputs, in (B, K, ...) buffers, so that the first n states' rows of all steps are one
+    contiguous batch for the backward."""
 
     def __init__(self, net: IterativeAmortizerNet, obs: Tensor, iters: int):
         b, a = obs.shape[0], net.act_dim
         self.obs = obs
-        self.inputs = obs.new_empty(iters, b, 4 * a)  # the first layer's (normalized) blocks
-        self.normalized = obs.new_empty(iters, b, 4, a) if net.normalize else None
-        self.hidden = [obs.new_empty(iters, b, layer.out_features) for layer in net.linears]
-        # per step: lambda before it (mu, log_std), the raw log-std output, then step_terms
-        self.steps: list[tuple[Tensor, ...]] = []
+        self.blocks = obs.new_empty(b, iters, 4, a)
+        self.hidden = [obs.new_empty(b, iters, layer.out_features) for layer in net.linears]
+        self.head = obs.new_empty(b, iters, 4 * a)
+        self.steps: list[tuple[Tensor, Tensor]] = []  # lambda before each step: (mu, log_std)
