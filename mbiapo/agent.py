@@ -180,10 +180,10 @@ class Agent(nn.Module):
         q_loss = 0.5 * error.square().mean(1).sum()
         for param, grad in zip(self.q.parameters(), q_vjp(error.div_(b))):
             param.grad = grad
-        self.q_opt.step()
 
         # 3. planner: ascend mean_k J(lambda_k) (the surrogate carries the planner's own
-        #    backward); temperature: keep the planned distributions' entropy near the target
+        #    backward); temperature: keep the planned distributions' entropy near the target.
+        #    The critic and planner take their Adam steps together.
         with torch.no_grad():
             _, _, logp = planned.rsample(1)
         loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
@@ -191,7 +191,7 @@ class Agent(nn.Module):
             loss = loss - plan.surrogate
         self.policy_opt.zero_grad()
         loss.backward()
-        self.policy_opt.step()
+        LeanAdam.step_together(self.q_opt, self.policy_opt)
 
         # 4. world model and rollout policy
         metrics = {}

@@ -78,3 +78,22 @@ def test_lean_adam_other_settings_fall_back_to_adam(kwargs):
         ref.step()
     for a, b in zip(params, ref_params):
         assert torch.equal(a, b)
+
+
+def test_step_together_equals_separate_steps_and_falls_back_on_a_first_step():
+    results = []
+    for together in (True, False):
+        params = _params(0)
+        first, second = LeanAdam(params[:2], lr=1e-2), LeanAdam(params[2:], lr=3e-2)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):  # the first step has no state yet: Adam's own code initialises it
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            if together:
+                LeanAdam.step_together(first, second)
+            else:
+                first.step()
+                second.step()
+        results.append(params)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert first.state[params[0]]["step"].item() == 3
