@@ -30,13 +30,21 @@ def soft_value_and_grad(q_and_grad: QAndGrad, mu: Tensor, log_std: Tensor, alpha
         # sums, scaled once, instead of means (reductions dominate at small batches)
         n = n_samples
         per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
-        value = (torch.add(q.sum(-1), log_std.sum(-1), alpha=n * alpha)
-                 .sub_(per_sample.sum((1, 2)), alpha=2.0 * alpha)
-                 .mul_(1.0 / n).sub_(alpha * mu.shape[1] * _KL_CONST))
+        value = torch.add(_sum_samples(q, -1), log_std.sum(-1), alpha=n * alpha).sub_(
+            per_sample.sum((1, 2)), alpha=2.0 * alpha)
         # n dJ/du = dQ/da (1 - a^2) - 2 alpha a per sample; d log pi / d log sigma = -1
         du = torch.addcmul(dq_da, dq_da, actions.square(), value=-1.0).sub_(
-            actions, alpha=2.0 * alpha).mul_(1.0 / n)
-        return value, (du.sum(1), (du * eps).sum(1).mul_(std[:, 0]).add_(alpha))
+            actions, alpha=2.0 * alpha)
+        if n > 1:
+            value.mul_(1.0 / n)
+            du.mul_(1.0 / n)
+        value.sub_(alpha * mu.shape[1] * _KL_CONST)
+        return value, (_sum_samples(du, 1), _sum_samples(du * eps, 1).mul_(std[:, 0]).add_(alpha))
+
+
+def _sum_samples(x: Tensor, dim: int) -> Tensor:
+    """x summed over its sample dimension; with a single sample, a view (no kernel)."""
+    return x.select(dim, 0) if x.shape[dim] == 1 else x.sum(dim)
 
 
 class SoftObjective:

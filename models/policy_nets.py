@@ -24,14 +24,15 @@ class DirectPolicyNet(nn.Module):
     @torch.no_grad()
     def forward_vjp(self, obs: Tensor) -> tuple[Tensor, Tensor, Callable[..., list[Tensor]]]:
         """``forward`` without autograd, plus a hand-written backward: mu, log_std (B, A) and
-        ``vjp(grad_mu, grad_log_std)`` (each (n, A), for the first n <= B states) -> the
-        gradients of ``self.parameters()``."""
+        ``vjp(grad_mu, grad_log_std, factor=1)`` (each (n, A), for the first n <= B states)
+        -> the gradients of ``self.parameters()`` (times ``factor``)."""
         out, net_vjp = mlp_forward_param_vjp(self.net, obs)
         mu, raw_log_std = out.chunk(2, dim=-1)
 
-        def vjp(grad_mu: Tensor, grad_log_std: Tensor) -> list[Tensor]:
+        def vjp(grad_mu: Tensor, grad_log_std: Tensor,
+                factor: Tensor | float = 1.0) -> list[Tensor]:
             clamp_grad = soft_clamp_log_std_grad(raw_log_std[: grad_mu.shape[0]])
-            return net_vjp(torch.cat([grad_mu, grad_log_std * clamp_grad], dim=-1))
+            return net_vjp(torch.cat([grad_mu, grad_log_std * clamp_grad], dim=-1).mul_(factor))
 
         return mu, soft_clamp_log_std(raw_log_std), vjp
 
@@ -115,11 +116,11 @@ class IterativeAmortizerNet(nn.Module):
         return self.step(self.state_part(obs), mu, log_std, grad_mu, grad_log_std)
 
     @torch.no_grad()
-    def backward(self, tape: "AmortizerTape",
-                 grad_lambdas: list[tuple[Tensor, Tensor]]) -> list[Tensor | None]:
+    def backward(self, tape: "AmortizerTape", grad_lambdas: list[tuple[Tensor, Tensor]],
+                 factor: Tensor | float = 1.0) -> list[Tensor | None]:
         """Hand-written reverse pass through the K recorded steps: given d loss / d lambda_k
-        from outside the net (``grad_lambdas[k-1]`` for lambda_k, each pair (n, A) for the
-        first n <= B recorded states), the gradients of the loss w.r.t.
+        from outside the net (``factor * grad_lambdas[k-1]`` for lambda_k, each pair (n, A)
+        for the first n <= B recorded states), the gradients of the loss w.r.t.
         ``self.parameters()`` (None where unused).
 
         lambda_k = lerp(delta_k, lambda_{k-1}, omega_k) is the only path between steps (the
@@ -143,7 +144,7 @@ class IterativeAmortizerNet(nn.Module):
         grad_delta[..., a:] *= soft_clamp_log_std_grad(raw_log_std)
         grad_gates = d_lambda * (lambdas - delta) * gates * keep
         rows = n * k
-        grad = torch.cat([grad_delta, grad_gates], dim=-1).view(rows, 4 * a)
+        grad = torch.cat([grad_delta, grad_gates], dim=-1).view(rows, 4 * a).mul_(factor)
 
         def recorded(buffer: Tensor) -> Tensor:  # (B, K, ...) -> (n K, ...)
             return buffer[:n, :k].reshape(rows, -1)

@@ -109,18 +109,21 @@ def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor,
 Pairs = list[tuple[Tensor, Tensor]]
 
 
-def surrogate(grads: Pairs, lambdas: Pairs, backward: Callable[[Pairs], list[Tensor | None]],
+def surrogate(grads: Pairs, lambdas: Pairs,
+              backward: Callable[[Pairs, Tensor], list[Tensor | None]],
               params: list[Tensor]) -> Tensor:
     """``mean_k mean_b <dJ/dlambda_k, lambda_k>`` over K iterations' (dJ/dmu, dJ/dlog_std)
     and (mu, log_std) pairs, each (n, A), computed without autograd and made
-    differentiable: its gradient w.r.t. ``params`` is ``backward`` (a hand-written backward
-    pass) applied to the K pairs d loss / d lambda_k."""
+    differentiable: its gradient w.r.t. ``params`` is ``backward(grads, factor)``, a
+    hand-written backward pass giving the gradient of
+    ``factor * sum_k <grads_k, lambda_k>``."""
     scale = 1.0 / (len(grads) * grads[0][0].shape[0])
-    value = sum((g_mu * mu).sum() + (g_log_std * log_std).sum()
-                for (g_mu, g_log_std), (mu, log_std) in zip(grads, lambdas)) * scale
-    return _Surrogate.apply(
-        value, lambda up: backward([(g_mu * (up * scale), g_log_std * (up * scale))
-                                    for g_mu, g_log_std in grads]), *params)
+    value = torch.dot(_flat(grads), _flat(lambdas)).mul_(scale)
+    return _Surrogate.apply(value, lambda up: backward(grads, up * scale), *params)
+
+
+def _flat(pairs: Pairs) -> Tensor:
+    return torch.cat([t.reshape(-1) for pair in pairs for t in pair])
 
 
 class _Surrogate(torch.autograd.Function):

@@ -40,5 +40,6 @@ class DirectPlanner(nn.Module):
                 plan.seconds.append(clock())
         if training:
             plan.surrogate = surrogate([grads], [(mu[:n], log_std[:n])],
-                                       lambda pairs: vjp(*pairs[0]), list(self.parameters()))
+                                       lambda pairs, factor: vjp(*pairs[0], factor),
+                                       list(self.parameters()))
         return plan

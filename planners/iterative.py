@@ -62,6 +62,6 @@ class IterativePlanner(nn.Module):
         plan.mu, plan.log_std = mu, log_std
         if training:
             plan.surrogate = surrogate(grad_lambdas, lambdas,
-                                       lambda pairs: self.net.backward(tape, pairs),
+                                       lambda pairs, factor: self.net.backward(tape, pairs, factor),
                                        list(self.parameters()))
         return plan
