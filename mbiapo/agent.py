@@ -99,7 +99,8 @@ class Agent(nn.Module):
         given = None
         if self.compiled_value_and_grad is not None:
             compiled = self.compiled_value_and_grad
-            given = lambda mu, log_std: compiled(obs, mu, log_std, alpha, beta, samples)  # noqa: E731
+            given = lambda mu, log_std, with_value: compiled(  # noqa: E731
+                obs, mu, log_std, alpha, beta, samples, with_value)
         return SoftObjective(lambda actions: value(obs, actions, beta), alpha, self.act_dim,
                              samples, value.q_and_grad(obs, beta), given)
 
@@ -111,8 +112,8 @@ class Agent(nn.Module):
         (model-based) each, seconds from inductor's on-disk cache. Needs a C++ compiler."""
         value = self.value
         self.compiled_value_and_grad = torch.compile(
-            lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad(
-                value.q_and_grad(obs, beta), mu, log_std, alpha, samples))
+            lambda obs, mu, log_std, alpha, beta, samples, with_value: soft_value_and_grad(
+                value.q_and_grad(obs, beta), mu, log_std, alpha, samples, with_value))
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""
@@ -165,8 +166,9 @@ class Agent(nn.Module):
         #    paper's implementation): the batch's states train the planner; a model-free
         #    agent plans the critic target's next states in the same call (one batch of 2B)
         states = obs if self.rollout is not None else torch.cat([obs, batch["next_obs"]])
-        plan = self.planner.plan(self.objective(states, beta, samples), states, record=True,
-                                 train_rows=b)
+        # (trained planners give the final J without recording every iteration's)
+        plan = self.planner.plan(self.objective(states, beta, samples), states,
+                                 record=not self.planner.trainable, train_rows=b)
         planned = TanhGaussian(plan.mu[:b].detach(), plan.log_std[:b].detach())
         next_dist = None
         if self.rollout is None:
@@ -202,7 +204,7 @@ class Agent(nn.Module):
         with torch.no_grad():
             torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()),
                                  self.tau)
-        return {"q_loss": q_loss.detach(), "objective": torch.stack(plan.values).mean(),
+        return {"q_loss": q_loss.detach(), "objective": plan.values[-1].mean(),
                 "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp(), **metrics}
 
     def model_update(self, batch: dict[str, Tensor],

@@ -14,10 +14,12 @@ _KL_CONST = -math.log(2.0) - 0.5 * math.log(2 * math.pi)
 
 
 def soft_value_and_grad(q_and_grad: QAndGrad, mu: Tensor, log_std: Tensor, alpha: float,
-                        n_samples: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """J (B,) and (dJ/dmu, dJ/dlog_std) (B, A) for one set of ``n_samples`` samples per
-    state, from the value estimate's ``q_and_grad``; all detached. A plain function of its
-    arguments, so ``torch.compile`` can fuse it (``Agent.compile_value_gradient``)."""
+                        n_samples: int, with_value: bool = True
+                        ) -> tuple[Tensor | None, tuple[Tensor, Tensor]]:
+    """J (B,) (None without ``with_value``: the gradient does not need the KL term's value)
+    and (dJ/dmu, dJ/dlog_std) (B, A) for one set of ``n_samples`` samples per state, from
+    the value estimate's ``q_and_grad``; all detached. A plain function of its arguments, so
+    ``torch.compile`` can fuse it (``Agent.compile_value_gradient``)."""
     with torch.no_grad():
         # u = mu + sigma eps, a = tanh(u), log(1 - a^2) = 2 log 2 - 2 log(e^u + e^-u):
         # KL = A * _KL_CONST - sum(log sigma) + 2 E[sum(log(e^u + e^-u) - eps^2 / 4)]
@@ -29,16 +31,19 @@ def soft_value_and_grad(q_and_grad: QAndGrad, mu: Tensor, log_std: Tensor, alpha
         q, dq_da = q_and_grad(actions)
         # sums, scaled once, instead of means (reductions dominate at small batches)
         n = n_samples
-        per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
-        value = torch.add(_sum_samples(q, -1), log_std.sum(-1), alpha=n * alpha).sub_(
-            per_sample.sum((1, 2)), alpha=2.0 * alpha)
+        value = None
+        if with_value:
+            per_sample = torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25)
+            value = torch.add(_sum_samples(q, -1), log_std.sum(-1), alpha=n * alpha).sub_(
+                per_sample.sum((1, 2)), alpha=2.0 * alpha)
+            if n > 1:
+                value.mul_(1.0 / n)
+            value.sub_(alpha * mu.shape[1] * _KL_CONST)
         # n dJ/du = dQ/da (1 - a^2) - 2 alpha a per sample; d log pi / d log sigma = -1
         du = torch.addcmul(dq_da, dq_da, actions.square(), value=-1.0).sub_(
             actions, alpha=2.0 * alpha)
         if n > 1:
-            value.mul_(1.0 / n)
             du.mul_(1.0 / n)
-        value.sub_(alpha * mu.shape[1] * _KL_CONST)
         return value, (_sum_samples(du, 1), _sum_samples(du * eps, 1).mul_(std[:, 0]).add_(alpha))
 
 
@@ -53,8 +58,9 @@ class SoftObjective:
     ``q(actions (B, N, A)) -> (B, N)`` is the value estimate with the states bound in.
     ``q_and_grad(actions) -> (Q (B, N), dQ/da (B, N, A))``, when given, lets
     ``value_and_grad`` skip autograd (both value estimators provide it; any other
-    differentiable ``q`` works through autograd). ``value_and_grad(mu, log_std)``, when
-    given, replaces the one built from them (the agent passes a compiled one).
+    differentiable ``q`` works through autograd). ``value_and_grad(mu, log_std,
+    with_value)``, when given, replaces the one built from them (the agent passes a compiled
+    one).
     """
 
     def __init__(self, q: Callable[[Tensor], Tensor], alpha: float, act_dim: int,
@@ -72,15 +78,18 @@ class SoftObjective:
         actions, _, log_prob = TanhGaussian(mu, log_std).rsample(self.n_samples)
         return self.q(actions).mean(-1) - self.alpha * kl_to_uniform(log_prob, self.act_dim)
 
-    def value_and_grad(self, mu: Tensor, log_std: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """J (B,) and (dJ/dmu, dJ/dlog_std) (B, A) for one set of samples; all detached."""
+    def value_and_grad(self, mu: Tensor, log_std: Tensor, with_value: bool = True
+                       ) -> tuple[Tensor | None, tuple[Tensor, Tensor]]:
+        """J (B,) (None without ``with_value``) and (dJ/dmu, dJ/dlog_std) (B, A) for one set
+        of samples; all detached."""
         if self.given_value_and_grad is not None:
-            return self.given_value_and_grad(mu, log_std)
+            return self.given_value_and_grad(mu, log_std, with_value)
         if self.q_and_grad is not None:
-            return soft_value_and_grad(self.q_and_grad, mu, log_std, self.alpha, self.n_samples)
+            return soft_value_and_grad(self.q_and_grad, mu, log_std, self.alpha, self.n_samples,
+                                       with_value)
         with torch.enable_grad():
             mu = mu.detach().requires_grad_(True)
             log_std = log_std.detach().requires_grad_(True)
             value = self(mu, log_std)
             grads = torch.autograd.grad(value.sum(), (mu, log_std))
-        return value.detach(), grads
+        return value.detach() if with_value else None, grads

@@ -26,7 +26,7 @@ class AdamPlanner:
         mu, log_std = initial_params(obs, self.act_dim, init)
         optimizer = torch.optim.Adam((mu, log_std), lr=self.lr, maximize=True)
         plan = Plan(mu, log_std)
-        _, grads = value_and_grad(objective, mu, log_std)
+        _, grads = value_and_grad(objective, mu, log_std, value=False)
         for k in range(iters):
             mu.grad, log_std.grad = grads
             optimizer.step()
@@ -34,7 +34,9 @@ class AdamPlanner:
             if callback is not None:
                 callback(k, mu.detach(), log_std.detach())
             if k + 1 < iters or record:
-                value, grads = value_and_grad(objective, mu, log_std, grad=k + 1 < iters)
-                plan.values.append(value)
-                plan.seconds.append(clock())
+                value, grads = value_and_grad(objective, mu, log_std, grad=k + 1 < iters,
+                                              value=record)
+                if record:
+                    plan.values.append(value)
+                    plan.seconds.append(clock())
         return plan

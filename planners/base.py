@@ -31,8 +31,9 @@ class Objective(Protocol):
     """J(s, lambda) for a fixed batch of B states.
 
     ``__call__(mu (B, A), log_std (B, A)) -> J (B,)``, differentiable w.r.t. mu and log_std.
-    ``value_and_grad(mu, log_std) -> (J (B,), (dJ/dmu, dJ/dlog_std))``, detached, from one
-    set of samples (``mbiapo.objective.SoftObjective`` implements both).
+    ``value_and_grad(mu, log_std, with_value=True) -> (J (B,), (dJ/dmu, dJ/dlog_std))``,
+    detached, from one set of samples; J is None without ``with_value`` (planners skip it
+    where they only need the gradient). ``mbiapo.objective.SoftObjective`` implements all.
     ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
     Planners called with ``train_rows`` = n need all three for the first n states too
     (parameters or actions with n rows); the agent's objectives allow that.
@@ -43,8 +44,8 @@ class Objective(Protocol):
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor: ...
 
-    def value_and_grad(self, mu: Tensor,
-                       log_std: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]: ...
+    def value_and_grad(self, mu: Tensor, log_std: Tensor, with_value: bool = True
+                       ) -> tuple[Tensor | None, tuple[Tensor, Tensor]]: ...
 
     def q(self, actions: Tensor) -> Tensor: ...
 
@@ -53,10 +54,11 @@ class Objective(Protocol):
 class Plan:
     """Result of planning for B states.
 
-    mu, log_std: (B, A). ``values[k]`` is J (B,) after iteration k+1 (of the first
-    ``train_rows`` states only, when given) and ``seconds[k]`` the wall-clock since the start
-    of planning at that point (empty when ``record=False`` and the planner had no reason to
-    evaluate J).
+    mu, log_std: (B, A). With ``record``, ``values[k]`` is J (B,) after iteration k+1 (of
+    the first ``train_rows`` states only, when given) and ``seconds[k]`` the wall-clock since
+    the start of planning at that point. Without ``record``, they hold at most the final J:
+    trained planners evaluate it anyway when training (its gradient is part of the
+    surrogate); otherwise they are empty.
     """
 
     mu: Tensor
@@ -97,11 +99,12 @@ def initial_params(obs: Tensor, act_dim: int,
     return zeros, zeros.clone()
 
 
-def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor,
-                   grad: bool = True) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-    """J (B,) and, if ``grad``, (dJ/dmu, dJ/dlog_std) (B, A); all returned tensors detached."""
+def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor, grad: bool = True,
+                   value: bool = True) -> tuple[Tensor | None, tuple[Tensor, Tensor] | None]:
+    """J (B,) if ``value`` and (dJ/dmu, dJ/dlog_std) (B, A) if ``grad`` (None otherwise);
+    all returned tensors detached."""
     if grad:
-        return objective.value_and_grad(mu, log_std)
+        return objective.value_and_grad(mu, log_std, value)
     with torch.no_grad():
         return objective(mu.detach(), log_std.detach()), None
 
@@ -123,7 +126,7 @@ def surrogate(grads: Pairs, lambdas: Pairs,
 
 
 def _flat(pairs: Pairs) -> Tensor:
-    return torch.cat([t.reshape(-1) for pair in pairs for t in pair])
+    return torch.cat([t for pair in pairs for t in pair], dim=1).view(-1)
 
 
 class _Surrogate(torch.autograd.Function):

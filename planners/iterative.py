@@ -40,7 +40,7 @@ class IterativePlanner(nn.Module):
         with torch.no_grad():
             mu, log_std = initial_params(obs, self.act_dim, init)
             plan = Plan(mu, log_std)
-            _, grads = value_and_grad(objective, mu, log_std)
+            _, grads = value_and_grad(objective, mu, log_std, value=False)
             state_part = self.net.state_part(obs)
             tape = AmortizerTape(self.net, obs, iters) if training else None
             grad_lambdas, lambdas = [], []
@@ -53,9 +53,10 @@ class IterativePlanner(nn.Module):
                     break
                 rows = n if last else obs.shape[0]  # the next step needs every gradient
                 value, grads = value_and_grad(objective, mu[:rows], log_std[:rows],
-                                              grad=not last or training)
-                plan.values.append(value[:n])
-                plan.seconds.append(clock())
+                                              grad=not last or training, value=record or last)
+                if value is not None:
+                    plan.values.append(value[:n])
+                    plan.seconds.append(clock())
                 if training:
                     grad_lambdas.append((grads[0][:n], grads[1][:n]))
                     lambdas.append((mu[:n], log_std[:n]))

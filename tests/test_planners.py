@@ -44,8 +44,9 @@ def test_record_false_skips_trace_when_acting():
     with torch.no_grad():
         assert CEMPlanner(3, iters=3).plan(objective, obs, record=False).values == []
         assert DirectPlanner(1, 3).plan(objective, obs, record=False).values == []
+        assert AdamPlanner(3, iters=3).plan(objective, obs, record=False).values == []
         plan = IterativePlanner(1, 3, iters=4).plan(objective, obs, record=False)
-    assert len(plan.values) == 3 and not plan.mu.requires_grad
+    assert plan.values == [] and not plan.mu.requires_grad
 
 
 def test_adam_planner_starts_from_init():
@@ -139,9 +140,9 @@ class _ClosedFormObjective:
         t = self.targets[: mu.shape[0]]
         return -(mu - t).pow(2).sum(-1) - (log_std + 1).pow(2).sum(-1)
 
-    def value_and_grad(self, mu, log_std):
+    def value_and_grad(self, mu, log_std, with_value=True):
         t = self.targets[: mu.shape[0]]
-        return self(mu, log_std), (-2 * (mu - t), -2 * (log_std + 1))
+        return self(mu, log_std) if with_value else None, (-2 * (mu - t), -2 * (log_std + 1))
 
 
 @pytest.mark.parametrize("name", ["direct", "iterative"])
@@ -201,3 +202,20 @@ def test_analytic_value_and_grad_matches_autograd():
     torch.testing.assert_close(fast_value, ref_value)
     for a, b in zip(fast_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    torch.manual_seed(7)
+    no_value, same_grads = objective.value_and_grad(mu, log_std, with_value=False)
+    assert no_value is None
+    assert all(torch.equal(a, b) for a, b in zip(same_grads, fast_grads))
+
+
+def test_training_without_record_keeps_only_the_final_value():
+    torch.manual_seed(0)
+    planner = IterativePlanner(obs_dim=3, act_dim=2, iters=3, hidden=16)
+    objective = _ClosedFormObjective(torch.randn(5, 2))
+    obs = torch.randn(5, 3)
+    recorded = planner.plan(objective, obs, record=True)
+    lean = planner.plan(objective, obs, record=False)
+    assert len(recorded.values) == 3 and len(lean.values) == 1
+    torch.testing.assert_close(lean.values[0], recorded.values[-1])
+    with torch.no_grad():
+        assert planner.plan(objective, obs, record=False).values == []
