@@ -1,7 +1,7 @@
 """Tanh-transformed diagonal Gaussian, the action distribution every planner searches over.
 
 ``u ~ N(mu, sigma^2)``, ``a = tanh(u)``. Log-densities use the stable identity
-``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``.
+``log(1 - tanh(u)^2) = 2 log 2 - 2 log(e^u + e^-u)`` (``logaddexp(u, -u)``).
 """
 
 import math
@@ -33,11 +33,6 @@ def soft_clamp_log_std_grad(x: Tensor) -> Tensor:
     return torch.sigmoid(_MAX - x) * torch.sigmoid(inner - _MIN)
 
 
-def tanh_log_det(u: Tensor) -> Tensor:
-    """``sum_i log(1 - tanh(u_i)^2)``: (..., A) -> (...)."""
-    return (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
-
-
 class TanhGaussian:
     """Distribution with parameters ``mu, log_std`` of shape (B, A)."""
 
@@ -55,26 +50,23 @@ class TanhGaussian:
         return torch.tanh(torch.addcmul(self.mu, self.log_std.exp(), torch.randn_like(self.mu)))
 
     def rsample(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n).
-        With log(1 - tanh(u)^2) = 2 log 2 - 2 log(e^u + e^-u), log pi(a) is
-        sum(2 log(e^u + e^-u) - eps^2 / 2) - sum(log sigma) - A (log(2 pi) / 2 + 2 log 2)."""
+        """Reparameterized samples: actions (B, n, A), pre-tanh u (B, n, A), log pi(a) (B, n)."""
         mu, log_std = self.mu, self.log_std
         eps = torch.randn(mu.shape[0], n, mu.shape[1], device=mu.device, dtype=mu.dtype)
         u = torch.addcmul(mu.unsqueeze(1), log_std.exp().unsqueeze(1), eps)
-        log_prob = (torch.add(torch.logaddexp(u, -u), eps.square(), alpha=-0.25).sum(-1)
-                    .mul(2.0).sub(log_std.sum(-1, keepdim=True))
-                    .sub(mu.shape[1] * (_HALF_LOG_2PI + 2.0 * _LOG2)))
-        return torch.tanh(u), u, log_prob
+        return torch.tanh(u), u, self._log_prob(u, eps)
 
     def log_prob_pre_tanh(self, u: Tensor) -> Tensor:
         """log pi(tanh(u)) for pre-tanh values u of shape (B, N, A) -> (B, N)."""
-        z = (u - self.mu.unsqueeze(1)) * torch.exp(-self.log_std).unsqueeze(1)
-        return (
-            -0.5 * z.pow(2).sum(-1)
-            - self.log_std.sum(-1, keepdim=True)
-            - self.mu.shape[1] * _HALF_LOG_2PI
-            - tanh_log_det(u)
-        )
+        return self._log_prob(u, (u - self.mu.unsqueeze(1)) * torch.exp(-self.log_std).unsqueeze(1))
+
+    def _log_prob(self, u: Tensor, z: Tensor) -> Tensor:
+        """log pi(tanh(u)) from u and its standardized z = (u - mu) / sigma, each (B, N, A).
+        With log(1 - tanh(u)^2) = 2 log 2 - 2 log(e^u + e^-u), it is
+        sum(2 log(e^u + e^-u) - z^2 / 2) - sum(log sigma) - A (log(2 pi) / 2 + 2 log 2)."""
+        return (torch.add(torch.logaddexp(u, -u), z.square(), alpha=-0.25).sum(-1)
+                .mul(2.0).sub(self.log_std.sum(-1, keepdim=True))
+                .sub(self.mu.shape[1] * (_HALF_LOG_2PI + 2.0 * _LOG2)))
 
     def log_prob(self, a: Tensor, eps: float = 1e-6) -> Tensor:
         """log pi(a) for actions a in (-1, 1) of shape (B, N, A) -> (B, N)."""
