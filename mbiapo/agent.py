@@ -12,7 +12,9 @@ the rollout policy's (running the planner on a model-based objective for every t
 multiply the update's cost) and, with ``value.model_targets``, with the model-based estimate.
 """
 
+import copy
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,18 +27,22 @@ from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
 from mbiapo.models.world_model import WorldModel
-from mbiapo.objective import SoftObjective, soft_value_and_grad
-from mbiapo.optim import LeanAdam
+from mbiapo.objective import SoftObjective, soft_value_and_grad_transform
 from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, Planner
-from mbiapo.value import ModelBasedValue, ModelFreeValue
+from mbiapo.value import ModelBasedValue, ModelFreeValue, ValueEstimate
+
+SMALL_BATCH = 16
+"""Acting on at most this many states runs on one intra-op thread (see ``Agent.act``)."""
 
 
 def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Planner:
     """A planner from the ``planner`` config group."""
+    net = {"hidden": cfg.hidden, "layers": cfg.layers, "activation": cfg.activation,
+           "layer_norm": cfg.layer_norm}
     if name == "direct":
-        return DirectPlanner(obs_dim, act_dim, cfg.hidden, cfg.layers)
+        return DirectPlanner(obs_dim, act_dim, **net)
     if name == "iterative":
-        return IterativePlanner(obs_dim, act_dim, cfg.iters, cfg.hidden, cfg.layers)
+        return IterativePlanner(obs_dim, act_dim, cfg.iters, **net)
     if name == "adam":
         return AdamPlanner(act_dim, cfg.iters, cfg.adam_lr)
     if name == "cem":
@@ -45,17 +51,40 @@ def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Pla
     raise MbiapoError(f"unknown planner '{name}'; choose one of: direct, iterative, adam, cem")
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one call for all parameters)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+@contextmanager
+def _threads(rows: int):
+    """One intra-op thread for small batches: at batch 1 the ops are too small to split,
+    and a second thread only waits (5x slower with another busy process on 2 cores)."""
+    before = torch.get_num_threads()
+    if rows > SMALL_BATCH or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Agent(nn.Module):
+    """A planner, a pessimistic Q ensemble and, for model-based agents, a world model and a
+    distilled rollout policy; ``value`` is what planners plan against (``ValueEstimate``:
+    any differentiable callable may replace it)."""
+
     def __init__(self, cfg: DictConfig, obs_dim: int, act_dim: int):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(cfg.train.device)
         v, t = cfg.value, cfg.train
-        self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers)
-        self.q_target = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers)
-        self.q_target.load_state_dict(self.q.state_dict())
-        self.q_target.requires_grad_(False)
+        self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers, v.activation,
+                           v.layer_norm)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.planner = build_planner(cfg.planner.name, cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))
         self.target_entropy = -float(act_dim) if t.target_entropy is None else t.target_entropy
@@ -65,25 +94,26 @@ class Agent(nn.Module):
         self.gamma, self.tau = float(t.gamma), float(t.tau)
         self.model = self.rollout = None
         self.compiled_value_and_grad = None  # see compile_value_gradient
-        self.value, self.target_value = ModelFreeValue(self.q), ModelFreeValue(self.q_target)
+        self.value: ValueEstimate = ModelFreeValue(self.q)
+        self.target_value: ValueEstimate = ModelFreeValue(self.q_target)
         if v.kind == "model-based":
-            self.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers)
-            self.rollout = DirectPolicyNet(obs_dim, act_dim, cfg.planner.hidden,
-                                           cfg.planner.layers)
+            self.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers,
+                                    v.model_activation, v.model_layer_norm)
+            self.rollout = DirectPolicyNet(obs_dim, act_dim, v.rollout_hidden, v.rollout_layers,
+                                           v.rollout_activation, v.rollout_layer_norm)
             mb = (self.model, self.rollout, self.log_alpha, t.gamma, v.retrace_lambda, v.horizon)
             self.value = ModelBasedValue(self.q, *mb)
             if v.model_targets:
                 self.target_value = ModelBasedValue(self.q_target, *mb)
         self.to(self.device)
-        self.q_opt = LeanAdam(self.q.parameters(), lr=t.lr)
+        self.q_opt = _adam(self.q.parameters(), t.lr)
         # the planner and the temperature step together: one optimizer, two groups
         groups = [{"params": [self.log_alpha]}]
         if self.planner.trainable:
             groups.append({"params": list(self.planner.parameters())})
-        self.policy_opt = LeanAdam(groups, lr=t.lr)
+        self.policy_opt = _adam(groups, t.lr)
         if self.model is not None:  # model and rollout policy step together too
-            self.model_opt = LeanAdam([*self.model.parameters(), *self.rollout.parameters()],
-                                      lr=t.lr)
+            self.model_opt = _adam([*self.model.parameters(), *self.rollout.parameters()], t.lr)
 
     # ----------------------------------------------------------------------------- planning
     @property
@@ -91,29 +121,27 @@ class Agent(nn.Module):
         return self.log_alpha.detach().exp().item()
 
     def objective(self, obs: Tensor, beta: float, samples: int) -> SoftObjective:
-        """J(s, .) for the states obs (B, S) under the agent's value estimate. Planners get
-        its gradient from the estimators' hand-written vector-Jacobian products (compiled
-        after ``compile_value_gradient``); calling the objective itself goes through
-        autograd."""
-        value, alpha = self.value, self.alpha
+        """J(s, .) for the states obs (B, S) under the agent's value estimate; planners take
+        its gradient by autograd (compiled after ``compile_value_gradient``)."""
+        value = self.value
         given = None
         if self.compiled_value_and_grad is not None:
-            compiled = self.compiled_value_and_grad
-            given = lambda mu, log_std, with_value: compiled(  # noqa: E731
-                obs, mu, log_std, alpha, beta, samples, with_value)
-        return SoftObjective(lambda actions: value(obs, actions, beta), alpha, self.act_dim,
-                             samples, value.q_and_grad(obs, beta), given)
+            compiled, alpha = self.compiled_value_and_grad, self.log_alpha.detach().exp()
+            given = lambda mu, log_std: compiled(obs, mu, log_std, alpha, beta,  # noqa: E731
+                                                 samples)
+        return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha, self.act_dim,
+                             samples, given)
 
     def compile_value_gradient(self) -> None:
-        """Plan with a ``torch.compile``d J and gradient (the objective's ``value_and_grad``,
-        value estimate included), in updates and when acting: fused kernels save per-op
-        overhead, most at batch 1 and for model-based estimates. Each new setting (batch
-        size, then the first change of alpha) compiles once: ~10 s (model-free) to ~15 s
-        (model-based) each, seconds from inductor's on-disk cache. Needs a C++ compiler."""
+        """Plan with a ``torch.compile``d J and gradient (``soft_value_and_grad_transform``,
+        value estimate included), in updates and when acting: fused kernels save per-op overhead,
+        most at batch 1 and for model-based estimates. Each new batch size compiles once:
+        ~10 s (model-free) to ~20 s (model-based), less from inductor's on-disk cache. Needs
+        a C++ compiler on the CPU."""
         value = self.value
         self.compiled_value_and_grad = torch.compile(
-            lambda obs, mu, log_std, alpha, beta, samples, with_value: soft_value_and_grad(
-                value.q_and_grad(obs, beta), mu, log_std, alpha, samples, with_value))
+            lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad_transform(
+                lambda actions: value(obs, actions, beta), mu, log_std, alpha, samples))
 
     def planner_named(self, name: str | None) -> Planner:
         """The trained planner, or an untrained one (adam, cem) built from the config."""
@@ -128,11 +156,12 @@ class Agent(nn.Module):
 
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,
             iters: int | None = None) -> np.ndarray:
-        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning runs in
-        inference mode (cheaper per op than no_grad)."""
-        with torch.inference_mode():
-            o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-            batch = o.reshape(-1, self.obs_dim)
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning builds
+        no graph (``no_grad``; planners take their gradients by function transforms), on one
+        thread for small batches."""
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        batch = o.reshape(-1, self.obs_dim)
+        with torch.no_grad(), _threads(batch.shape[0]):
             objective = self.objective(batch, self.beta_collect, self.samples)
             plan = (planner or self.planner).plan(objective, batch, iters, record=False)
             dist = TanhGaussian(plan.mu, plan.log_std)
@@ -174,26 +203,24 @@ class Agent(nn.Module):
         if self.rollout is None:
             next_dist = TanhGaussian(plan.mu[b:].detach(), plan.log_std[b:].detach())
 
-        # 2. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2 (its gradient
-        #    by the ensemble's hand-written backward)
+        # 2. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2
         target = self.critic_target(batch, next_dist)
-        q, q_vjp = self.q.forward_param_vjp(obs, batch["act"])
-        error = q - target
-        q_loss = 0.5 * error.square().mean(1).sum()
-        for param, grad in zip(self.q.parameters(), q_vjp(error.div_(b))):
-            param.grad = grad
+        q_loss = 0.5 * (self.q(obs, batch["act"]) - target).square().mean(1).sum()
 
-        # 3. planner: ascend mean_k J(lambda_k) (the surrogate carries the planner's own
-        #    backward); temperature: keep the planned distributions' entropy near the target.
-        #    The critic and planner take their Adam steps together.
+        # 3. planner: ascend mean_k J(lambda_k) through the surrogate, which backpropagates
+        #    through the planner only; temperature: keep the planned distributions' entropy
+        #    near the target. One backward pass for all three losses (they share no
+        #    parameters).
         with torch.no_grad():
             _, _, logp = planned.rsample(1)
-        loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
+        loss = q_loss - (self.log_alpha * (logp + self.target_entropy)).mean()
         if plan.surrogate is not None:
             loss = loss - plan.surrogate
+        self.q_opt.zero_grad()
         self.policy_opt.zero_grad()
         loss.backward()
-        LeanAdam.step_together(self.q_opt, self.policy_opt)
+        self.q_opt.step()
+        self.policy_opt.step()
 
         # 4. world model and rollout policy
         metrics = {}

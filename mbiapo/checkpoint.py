@@ -1,7 +1,12 @@
 """Checkpoints: one ``torch.save`` file of plain tensors and dicts (loadable with
-``weights_only=True``), written atomically; the replay buffer goes beside it as HDF5."""
+``weights_only=True``), written atomically; the replay buffer goes beside it as HDF5.
+
+Format 2 stores every network as a plain module (``net.<i>.weight``...). Format 1 files
+(mbiapo 0.1, stacked ``w<i>``/``b<i>`` tensors) are converted when read.
+"""
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -12,7 +17,7 @@ from mbiapo.config import from_container
 from mbiapo.errors import MbiapoError
 
 FORMAT = "mbiapo-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
@@ -52,7 +57,73 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
         raise MbiapoError(f"{path}: checkpoint format {payload['format_version']} is newer "
                           f"than this mbiapo supports ({FORMAT_VERSION}); upgrade mbiapo")
     payload["path"] = str(path)
+    if payload.get("format_version", 0) < 2:
+        _upgrade_from_v1(payload)
     return payload
+
+
+# format 1 -> 2: (pattern, replacement) of parameter names; the old networks were ReLU MLPs
+# without layer norm (Q nets and trunks: linear i at module 2i) and the world model one with
+# (linear i at module 3i, its norm at 3i + 1)
+_V1_RENAMES = [
+    (r"^(q|q_target)\.w(\d+)$", lambda m: f"{m[1]}.net.{2 * int(m[2])}.weight"),
+    (r"^(q|q_target)\.b(\d+)$", lambda m: f"{m[1]}.net.{2 * int(m[2])}.bias"),
+    (r"^planner\.net\.trunk\.0\.(\d+)\.", lambda m: f"planner.net.trunk.{m[1]}."),
+    (r"^model\.weights\.(\d+)$", lambda m: f"model.nets.{3 * int(m[1])}.weight"),
+    (r"^model\.biases\.(\d+)$", lambda m: f"model.nets.{3 * int(m[1])}.bias"),
+]
+
+
+def _upgrade_from_v1(payload: dict) -> None:
+    """Rename a format-1 payload's parameters to format 2, in place, recording where each
+    came from for the optimizer states (``_upgrade_optimizer_state``). The world model's
+    stacked norm parameters (L, 3, 1, H) become one (3, 1, H) per layer."""
+    old = payload["agent"]
+    new: dict = {}
+    sources: dict[str, tuple[str, int | None]] = {}  # new name -> (old name, index or None)
+    for name, tensor in old.items():
+        norm = re.match(r"^model\.norm_(weight|bias)$", name)
+        if norm:
+            for i in range(tensor.shape[0]):
+                key = f"model.nets.{3 * i + 1}.{norm[1]}"
+                new[key], sources[key] = tensor[i].clone(), (name, i)
+            continue
+        key = name
+        for pattern, rename in _V1_RENAMES:
+            key = re.sub(pattern, rename, key)
+        new[key], sources[key] = tensor, (name, None)
+    payload["agent"] = new
+    payload["v1_sources"], payload["v1_keys"] = sources, list(old)
+    value, planner = payload["config"]["value"], payload["config"]["planner"]
+    # format 1's rollout policy had the planner's size
+    value.setdefault("rollout_hidden", planner.get("hidden", 256))
+    value.setdefault("rollout_layers", planner.get("layers", 2))
+
+
+def _upgrade_optimizer_state(agent: Agent, payload: dict) -> dict:
+    """Format-1 optimizer states re-indexed for format 2's parameters: each takes the Adam
+    state of the tensor it came from (its slice, for the world model's split norms). Format
+    1 indexed states by parameter order, the order of the old state dict's keys."""
+    sources, old_keys = payload["v1_sources"], payload["v1_keys"]
+    names = {id(p): n for n, p in agent.named_parameters()}
+    states = {}
+    for opt_name, opt in agent.optimizers().items():
+        saved = payload["optimizers"][opt_name]
+        params = [p for group in opt.param_groups for p in group["params"]]
+        used = {sources[names[id(p)]][0] for p in params}
+        old_index = {n: i for i, n in enumerate(n for n in old_keys if n in used)}
+        state, groups, k = {}, [], 0
+        for saved_group, group in zip(saved["param_groups"], opt.param_groups):
+            groups.append({**saved_group, "params": list(range(k, k + len(group["params"])))})
+            for p in group["params"]:
+                source, part = sources[names[id(p)]]
+                entry = saved["state"].get(old_index[source])
+                if entry is not None:
+                    state[k] = {key: v[part].clone() if part is not None and v.dim() else v
+                                for key, v in entry.items()}
+                k += 1
+        states[opt_name] = {"state": state, "param_groups": groups}
+    return states
 
 
 def load_agent(path: str | Path, device: str = "cpu") -> tuple[Agent, dict]:
@@ -63,7 +134,10 @@ def load_agent(path: str | Path, device: str = "cpu") -> tuple[Agent, dict]:
     agent = Agent(cfg, payload["obs_dim"], payload["act_dim"])
     try:
         agent.load_state_dict(payload["agent"])
-        agent.load_optimizer_state(payload["optimizers"])
+        optimizers = payload["optimizers"]
+        if "v1_sources" in payload:
+            optimizers = _upgrade_optimizer_state(agent, payload)
+        agent.load_optimizer_state(optimizers)
     except (RuntimeError, KeyError, ValueError) as e:
         detail = " ".join(str(e).split())  # torch's message spans lines
         raise MbiapoError(f"{payload['path']}: checkpoint does not match its config or this "

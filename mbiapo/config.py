@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mbiapo.errors import MbiapoError
+from mbiapo.models.mlp import check_shape
 
 PLANNER_NAMES = ("direct", "iterative", "adam", "cem")
 VALUE_KINDS = ("model-free", "model-based")
@@ -31,8 +32,11 @@ class PlannerConfig:
     iters: int = 5  # iterations per action (iterative K; adam/cem steps)
     samples: int = 10  # action samples per J estimate when acting
     train_samples: int = 1  # action samples per J estimate in updates
+    # the trained planners' network (direct: the policy MLP; iterative: the amortizer's trunk)
     hidden: int = 256
     layers: int = 2
+    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    layer_norm: bool = False
     adam_lr: float = 0.01
     cem_samples: int = 100
     cem_elites: int = 10
@@ -43,15 +47,23 @@ class PlannerConfig:
 class ValueConfig:
     kind: str = "model-free"  # one of VALUE_KINDS
     members: int = 2  # Q ensemble size
-    hidden: int = 256
+    hidden: int = 256  # Q networks
     layers: int = 2
+    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    layer_norm: bool = False
     beta_train: float = 1.0  # pessimism for planner training and targets
     beta_collect: float = 1.0  # pessimism while acting
     # model-based only (paper A.5, Tables 8-9)
     horizon: int = 2  # model rollout steps h combined by Retrace
     retrace_lambda: float = 0.9
-    model_hidden: int = 256
+    model_hidden: int = 256  # world model (dynamics, reward and termination networks)
     model_layers: int = 2
+    model_activation: str = "leaky_relu"
+    model_layer_norm: bool = True
+    rollout_hidden: int = 256  # rollout policy (direct, distilled from the planner)
+    rollout_layers: int = 2
+    rollout_activation: str = "relu"
+    rollout_layer_norm: bool = False
     model_pretrain: int = 1000  # model updates when the random warm-up ends
     model_targets: bool = True  # critic targets from the model-based estimate
 
@@ -212,6 +224,23 @@ def validate(cfg: DictConfig) -> None:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
     if not 0 < cfg.planner.cem_elites <= cfg.planner.cem_samples:
         raise MbiapoError("planner.cem_elites must lie in [1, planner.cem_samples]")
+    for group, prefix in NETWORKS:
+        check_network(cfg[group], prefix)
+
+
+NETWORKS = (("planner", ""), ("value", ""), ("value", "model_"), ("value", "rollout_"))
+"""Each network's settings: (config group, key prefix) of its hidden, layers, activation and
+layer_norm keys."""
+
+
+def check_network(group: DictConfig, prefix: str) -> None:
+    """One MbiapoError line for a network setting no network can be built with."""
+    try:
+        check_shape(group[f"{prefix}hidden"], group[f"{prefix}layers"],
+                    group[f"{prefix}activation"], f"{group._key()}.{prefix}")
+    except ValueError as e:
+        raise MbiapoError(str(e)) from None
+
 
 
 def flatten(cfg: DictConfig) -> dict:

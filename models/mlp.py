@@ -1,88 +1,97 @@
-"""Plain multi-layer perceptrons, and the stacked parameters of batched ensembles."""
+"""Multi-layer perceptrons, single and as stacked ensembles, built from one recipe.
+
+Every network of the toolkit is made here, so the configurable options (activation, layer
+norm, width, depth) mean the same thing everywhere. Derivatives come from autograd.
+"""
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "mish": nn.Mish,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+}
+"""The activations a config may name (``value.activation=elu``...): the one list of them."""
 
-def mlp(
-    in_dim: int,
-    out_dim: int,
-    hidden: int = 256,
-    layers: int = 2,
-    activation: type[nn.Module] = nn.ReLU,
-    layer_norm: bool = False,
-) -> nn.Sequential:
-    """``layers`` hidden layers of width ``hidden``; maps (..., in_dim) -> (..., out_dim)."""
+
+def check_shape(hidden: int, layers: int, activation: str, keys: str = "") -> None:
+    """One-line ValueError, naming the valid choices, for a width, depth or activation no
+    network can be built with; ``keys`` prefixes the setting names (``value.model_``)."""
+    if hidden < 1 or layers < 1:
+        raise ValueError(f"{keys}hidden and {keys}layers must be >= 1, got {hidden} and "
+                         f"{layers}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{keys}activation={activation!r} is not valid; choose one of: "
+                         f"{', '.join(ACTIVATIONS)}")
+
+
+def _stack(in_dim: int, out_dim: int | None, hidden: int, layers: int, activation: str,
+           layer_norm: bool, linear: Callable[[int, int], nn.Module],
+           norm: Callable[[int], nn.Module]) -> nn.Sequential:
+    """``layers`` x [linear, (norm), activation], then a linear output layer unless
+    ``out_dim`` is None (a trunk that ends with its activation)."""
+    check_shape(hidden, layers, activation)
     modules: list[nn.Module] = []
     width = in_dim
     for _ in range(layers):
-        modules.append(nn.Linear(width, hidden))
+        modules.append(linear(width, hidden))
         if layer_norm:
-            modules.append(nn.LayerNorm(hidden))
-        modules.append(activation())
+            modules.append(norm(hidden))
+        modules.append(ACTIVATIONS[activation]())
         width = hidden
-    modules.append(nn.Linear(width, out_dim))
+    if out_dim is not None:
+        modules.append(linear(width, out_dim))
     return nn.Sequential(*modules)
 
 
-def stacked_linear(members: int, fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
-    """Weights (E, in, out) and biases (E, 1, out) for E independent linear layers, each
-    initialised like ``nn.Linear``; ``torch.baddbmm(b, x, w)`` applies all E at once."""
-    bound = 1.0 / math.sqrt(fan_in)
-    w = torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)
-    b = torch.empty(members, 1, fan_out).uniform_(-bound, bound)
-    return nn.Parameter(w), nn.Parameter(b)
+def mlp(in_dim: int, out_dim: int | None, hidden: int = 256, layers: int = 2,
+        activation: str = "relu", layer_norm: bool = False) -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden``: (..., in_dim) -> (..., out_dim), or
+    (..., hidden) for ``out_dim=None``."""
+    return _stack(in_dim, out_dim, hidden, layers, activation, layer_norm, nn.Linear,
+                  nn.LayerNorm)
 
 
-def relu_backward(grad: Tensor, activation: Tensor) -> Tensor:
-    """grad * (activation > 0) in one kernel (the one autograd uses for ReLU)."""
-    return torch.ops.aten.threshold_backward(grad, activation, 0)
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied at once: x (E, M, in) -> (E, M, out) by one
+    ``baddbmm``. Weight (E, in, out), bias (E, 1, out), each initialised like ``nn.Linear``."""
+
+    def __init__(self, members: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features)
+                                   .uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
-def _forward_saving(net: nn.Sequential, x: Tensor) -> tuple[Tensor, list[nn.Linear], list[Tensor]]:
-    """``net(x)`` for a ReLU ``mlp`` without layer norm: y, its linear layers and the hidden
-    activations (in-place ReLUs: call it without autograd)."""
-    linears = [m for m in net if isinstance(m, nn.Linear)]
-    activations = []
-    for layer in linears[:-1]:
-        x = F.linear(x, layer.weight, layer.bias).relu_()
-        activations.append(x)
-    return F.linear(x, linears[-1].weight, linears[-1].bias), linears, activations
+class EnsembleLayerNorm(nn.Module):
+    """Layer norm over the last dimension with each member's own affine parameters:
+    x (E, M, D) -> (E, M, D); weight and bias (E, 1, D)."""
+
+    def __init__(self, members: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
 
 
-def mlp_forward_vjp(net: nn.Sequential, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """``net(x)`` for a ReLU ``mlp`` without layer norm, plus its vector-Jacobian product
-    w.r.t. the input: x (M, in) -> y (M, out), ``vjp(grad_y (M, out)) -> grad_x (M, in)``.
-    Builds no autograd graph (call it under ``torch.no_grad``)."""
-    y, linears, activations = _forward_saving(net, x)
-
-    def vjp(grad: Tensor) -> Tensor:
-        for layer, activation in zip(reversed(linears[1:]), reversed(activations)):
-            grad = relu_backward(grad @ layer.weight, activation)
-        return grad @ linears[0].weight
-
-    return y, vjp
-
-
-def mlp_forward_param_vjp(net: nn.Sequential, x: Tensor
-                          ) -> tuple[Tensor, Callable[[Tensor], list[Tensor]]]:
-    """Like ``mlp_forward_vjp``, but the product is w.r.t. the parameters:
-    ``vjp(grad_y (m, out))`` for the first m <= M rows -> the gradients of
-    ``net.parameters()``, in that order."""
-    y, linears, activations = _forward_saving(net, x)
-    layer_inputs = [x, *activations]
-
-    def vjp(grad: Tensor) -> list[Tensor]:
-        grads = []
-        for i in reversed(range(len(linears))):
-            inputs = layer_inputs[i][: grad.shape[0]]
-            grads += [grad.sum(0), grad.t() @ inputs]  # bias, weight (reversed below)
-            if i > 0:
-                grad = relu_backward(grad @ linears[i].weight, inputs)
-        return grads[::-1]
-
-    return y, vjp
+def ensemble_mlp(members: int, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2,
+                 activation: str = "relu", layer_norm: bool = False) -> nn.Sequential:
+    """E independent ``mlp``s with stacked weights: x (E, M, in_dim) -> (E, M, out_dim)."""
+    return _stack(in_dim, out_dim, hidden, layers, activation, layer_norm,
+                  partial(EnsembleLinear, members), partial(EnsembleLayerNorm, members))

@@ -27,12 +27,6 @@ def soft_clamp_log_std(x: Tensor) -> Tensor:
     return _MIN + F.softplus(x - _MIN)
 
 
-def soft_clamp_log_std_grad(x: Tensor) -> Tensor:
-    """d soft_clamp_log_std(x) / dx, elementwise."""
-    inner = _MAX - F.softplus(_MAX - x)
-    return torch.sigmoid(_MAX - x) * torch.sigmoid(inner - _MIN)
-
-
 class TanhGaussian:
     """Distribution with parameters ``mu, log_std`` of shape (B, A)."""
 

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN
-from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params, value_and_grad
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params
 
 
 class AdamPlanner:
@@ -26,17 +26,20 @@ class AdamPlanner:
         mu, log_std = initial_params(obs, self.act_dim, init)
         optimizer = torch.optim.Adam((mu, log_std), lr=self.lr, maximize=True)
         plan = Plan(mu, log_std)
-        _, grads = value_and_grad(objective, mu, log_std, value=False)
+        _, grads = objective.value_and_grad(mu, log_std)
         for k in range(iters):
             mu.grad, log_std.grad = grads
             optimizer.step()
-            log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
+            with torch.no_grad():
+                log_std.clamp_(LOG_STD_MIN, LOG_STD_MAX)
             if callback is not None:
                 callback(k, mu.detach(), log_std.detach())
-            if k + 1 < iters or record:
-                value, grads = value_and_grad(objective, mu, log_std, grad=k + 1 < iters,
-                                              value=record)
-                if record:
-                    plan.values.append(value)
-                    plan.seconds.append(clock())
+            if k + 1 < iters:
+                value, grads = objective.value_and_grad(mu, log_std)
+            elif record:
+                with torch.no_grad():
+                    value = objective(mu, log_std)
+            if record:
+                plan.values.append(value)
+                plan.seconds.append(clock())
         return plan

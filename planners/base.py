@@ -6,11 +6,10 @@ checkpoints. Gradient-based planners differentiate the objective w.r.t. lambda o
 
 Training: called with gradients enabled, a trainable planner also returns
 ``Plan.surrogate``, a scalar whose gradient w.r.t. the planner's parameters equals that of
-``mean_k mean_b J(lambda_k)``. It is ``mean <dJ/dlambda_k, lambda_k>`` with the gradients
-taken from the evaluations that also feed the next iteration, so training backpropagates
-through the planner network only, never through the value estimate a second time. Both
-trainable planners run their network without autograd and give the surrogate their
-network's hand-written backward (``surrogate``). ``Plan.values`` are always detached.
+``mean_k mean_b J(lambda_k)``. It is ``mean <dJ/dlambda_k, lambda_k>`` (``surrogate``) with
+the gradients detached, taken from the evaluations that also feed the next iteration, so
+autograd backpropagates through the planner network only, never through the value estimate
+a second time. ``Plan.values`` are always detached.
 
 ``train_rows`` = n: only the first n states are trained on and scored; the others are only
 planned (no J after the last iteration, no share of the surrogate). The agent uses it to
@@ -31,9 +30,9 @@ class Objective(Protocol):
     """J(s, lambda) for a fixed batch of B states.
 
     ``__call__(mu (B, A), log_std (B, A)) -> J (B,)``, differentiable w.r.t. mu and log_std.
-    ``value_and_grad(mu, log_std, with_value=True) -> (J (B,), (dJ/dmu, dJ/dlog_std))``,
-    detached, from one set of samples; J is None without ``with_value`` (planners skip it
-    where they only need the gradient). ``mbiapo.objective.SoftObjective`` implements all.
+    ``value_and_grad(mu, log_std) -> (J (B,), (dJ/dmu, dJ/dlog_std))``, detached, from one
+    set of samples, whether or not gradients are enabled around the call.
+    ``mbiapo.objective.SoftObjective`` implements all three.
     ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
     Planners called with ``train_rows`` = n need all three for the first n states too
     (parameters or actions with n rows); the agent's objectives allow that.
@@ -44,8 +43,8 @@ class Objective(Protocol):
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor: ...
 
-    def value_and_grad(self, mu: Tensor, log_std: Tensor, with_value: bool = True
-                       ) -> tuple[Tensor | None, tuple[Tensor, Tensor]]: ...
+    def value_and_grad(self, mu: Tensor, log_std: Tensor
+                       ) -> tuple[Tensor, tuple[Tensor, Tensor]]: ...
 
     def q(self, actions: Tensor) -> Tensor: ...
 
@@ -99,45 +98,16 @@ def initial_params(obs: Tensor, act_dim: int,
     return zeros, zeros.clone()
 
 
-def value_and_grad(objective: Objective, mu: Tensor, log_std: Tensor, grad: bool = True,
-                   value: bool = True) -> tuple[Tensor | None, tuple[Tensor, Tensor] | None]:
-    """J (B,) if ``value`` and (dJ/dmu, dJ/dlog_std) (B, A) if ``grad`` (None otherwise);
-    all returned tensors detached."""
-    if grad:
-        return objective.value_and_grad(mu, log_std, value)
-    with torch.no_grad():
-        return objective(mu.detach(), log_std.detach()), None
-
-
 Pairs = list[tuple[Tensor, Tensor]]
 
 
-def surrogate(grads: Pairs, lambdas: Pairs,
-              backward: Callable[[Pairs, Tensor], list[Tensor | None]],
-              params: list[Tensor]) -> Tensor:
-    """``mean_k mean_b <dJ/dlambda_k, lambda_k>`` over K iterations' (dJ/dmu, dJ/dlog_std)
-    and (mu, log_std) pairs, each (n, A), computed without autograd and made
-    differentiable: its gradient w.r.t. ``params`` is ``backward(grads, factor)``, a
-    hand-written backward pass giving the gradient of
-    ``factor * sum_k <grads_k, lambda_k>``."""
-    scale = 1.0 / (len(grads) * grads[0][0].shape[0])
-    value = torch.dot(_flat(grads), _flat(lambdas)).mul_(scale)
-    return _Surrogate.apply(value, lambda up: backward(grads, up * scale), *params)
-
-
-def _flat(pairs: Pairs) -> Tensor:
-    return torch.cat([t for pair in pairs for t in pair], dim=1).view(-1)
-
-
-class _Surrogate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, value, backward, *params):
-        ctx.backward = backward
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, *ctx.backward(grad)
+def surrogate(grads: Pairs, lambdas: Pairs) -> Tensor:
+    """``mean_k mean_b <dJ/dlambda_k, lambda_k>`` over K iterations' detached
+    (dJ/dmu, dJ/dlog_std) and differentiable (mu, log_std) pairs, each (n, A): its gradient
+    w.r.t. whatever made the lambdas is that of ``mean_k mean_b J(lambda_k)``."""
+    total = sum((g_mu * mu).sum() + (g_log_std * log_std).sum()
+                for (g_mu, g_log_std), (mu, log_std) in zip(grads, lambdas))
+    return total / (len(grads) * grads[0][0].shape[0])
 
 
 class Clock:

@@ -4,23 +4,17 @@ import torch
 from torch import Tensor, nn
 
 from mbiapo.models.policy_nets import DirectPolicyNet
-from mbiapo.planners.base import (
-    Callback,
-    Clock,
-    Objective,
-    Plan,
-    surrogate,
-    value_and_grad,
-)
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, surrogate
 
 
 class DirectPlanner(nn.Module):
     trainable = True
     iters = 1
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2,
+                 activation: str = "relu", layer_norm: bool = False):
         super().__init__()
-        self.net = DirectPolicyNet(obs_dim, act_dim, hidden, layers)
+        self.net = DirectPolicyNet(obs_dim, act_dim, hidden, layers, activation, layer_norm)
 
     def plan(self, objective: Objective, obs: Tensor, iters: int | None = None,
              init: tuple[Tensor, Tensor] | None = None, record: bool = True,
@@ -29,17 +23,14 @@ class DirectPlanner(nn.Module):
         training = torch.is_grad_enabled()
         clock = Clock(obs.device)
         n = obs.shape[0] if train_rows is None else train_rows
-        with torch.no_grad():
-            mu, log_std, vjp = self.net.forward_vjp(obs)
-            if callback is not None:
-                callback(0, mu, log_std)
-            plan = Plan(mu, log_std)
-            if record or training:
-                value, grads = value_and_grad(objective, mu[:n], log_std[:n], grad=training)
-                plan.values.append(value)
-                plan.seconds.append(clock())
-        if training:
-            plan.surrogate = surrogate([grads], [(mu[:n], log_std[:n])],
-                                       lambda pairs, factor: vjp(*pairs[0], factor),
-                                       list(self.parameters()))
+        mu, log_std = self.net(obs)
+        if callback is not None:
+            callback(0, mu.detach(), log_std.detach())
+        plan = Plan(mu.detach(), log_std.detach())
+        if record or training:
+            value, grads = objective.value_and_grad(mu[:n], log_std[:n])
+            plan.values.append(value)
+            plan.seconds.append(clock())
+            if training:
+                plan.surrogate = surrogate([grads], [(mu[:n], log_std[:n])])
         return plan

@@ -39,9 +39,9 @@ def test_agent_learns_the_best_action_of_a_bandit(tiny_cfg, planner):
 def test_critic_target_stops_bootstrapping_at_terminations_only(tiny_cfg):
     cfg = tiny_cfg("direct", **{"value.beta_train": 1.0, "train.init_alpha": 1e-9})
     agent = Agent(cfg, obs_dim=2, act_dim=1)
-    for w, _ in agent.q_target.layers():
-        torch.nn.init.zeros_(w)
-    torch.nn.init.constant_(agent.q_target.layers()[-1][1], 7.0)  # Q_targ == 7 everywhere
+    output = agent.q_target.net[-1]
+    torch.nn.init.zeros_(output.weight)
+    torch.nn.init.constant_(output.bias, 7.0)  # Q_targ == 7 everywhere
     batch = {"obs": torch.zeros(4, 2), "act": torch.zeros(4, 1), "rew": torch.full((4,), 2.0),
              "next_obs": torch.zeros(4, 2), "done": torch.tensor([1.0, 0.0, 1.0, 0.0])}
     y = agent.critic_target(batch)
@@ -50,8 +50,9 @@ def test_critic_target_stops_bootstrapping_at_terminations_only(tiny_cfg):
 
 
 def test_critic_step_uses_the_gradient_of_the_regression_loss(tiny_cfg):
-    """The hand-written critic backward gives the gradient of 0.5 sum_i mean_b (Q_i - y)^2
-    (Adam would hide a wrong scale, so the gradient itself is checked)."""
+    """The critic's gradient is that of 0.5 sum_i mean_b (Q_i - y)^2, and nothing else
+    reaches the Q parameters (Adam would hide a wrong scale, so the gradient itself is
+    checked)."""
     agent = Agent(tiny_cfg("direct"), obs_dim=2, act_dim=1)
     reference = copy.deepcopy(agent.q)
     rng = np.random.default_rng(0)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,46 @@ def test_divergence_stops_training_without_overwriting_the_checkpoint(tmp_path, 
     with pytest.raises(MbiapoError, match="training diverged before step 200"):
         resumed.run()
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+FORMAT1 = Path(__file__).parent / "data" / "format1"
+
+
+@pytest.mark.parametrize("name", ["iterative-model-free", "direct-model-based"])
+def test_format1_checkpoints_load_and_compute_what_they_computed(name):
+    """Checkpoints of mbiapo 0.1 (stacked w<i>/b<i> tensors, written by
+    data/format1/make_format1.py with that version) load into the plain modules: every
+    network gives the outputs 0.1 recorded, and the Adam states follow their parameters."""
+    agent, payload = load_agent(FORMAT1 / f"{name}.pt")
+    expected = torch.load(FORMAT1 / f"{name}.expected.pt")
+    obs, act, lambdas = expected["obs"], expected["act"], expected["lambdas"]
+    with torch.no_grad():
+        torch.testing.assert_close(agent.q(obs, act), expected["q"])
+        torch.testing.assert_close(agent.q_target(obs, act), expected["q_target"])
+        planned = (agent.planner.net(obs, *lambdas) if agent.cfg.planner.name == "iterative"
+                   else agent.planner.net(obs))
+        torch.testing.assert_close(torch.stack(planned), expected["planner"])
+        torch.testing.assert_close(
+            torch.stack([agent.q_opt.state[p]["exp_avg_sq"].sum() for p in agent.q.parameters()]),
+            expected["adam_q"])
+        if agent.model is not None:
+            pred = agent.model(obs, act)
+            torch.testing.assert_close(torch.cat([pred.next_obs, pred.reward[:, None]], 1),
+                                       expected["model"])
+            torch.testing.assert_close(torch.stack(agent.rollout(obs)), expected["rollout"])
+            # the split norm parameters' moments are slices of the stacked ones: totals agree,
+            # and each moment has its parameter's shape
+            params = [*agent.model.parameters(), *agent.rollout.parameters()]
+            states = [agent.model_opt.state[p] for p in params]
+            assert all(s["exp_avg"].shape == p.shape for s, p in zip(states, params))
+            torch.testing.assert_close(sum(s["exp_avg_sq"].sum() for s in states),
+                                       expected["adam_model"].sum())
+            torch.testing.assert_close(sum(p.sum() for p in params),
+                                       expected["model_param_sums"].sum())
+    rng = np.random.default_rng(0)
+    batch = {"obs": torch.randn(8, 3), "act": torch.rand(8, 2) * 2 - 1, "rew": torch.randn(8),
+             "next_obs": torch.randn(8, 3), "done": torch.zeros(8),
+             "model_weight": torch.ones(8)}
+    assert np.isfinite(agent.update(batch)["q_loss"].item())  # training goes on from it
+    assert agent.act(rng.standard_normal(3).astype(np.float32)).shape == (2,)
+    assert payload["format_version"] == 1

@@ -1,5 +1,6 @@
 import torch
 
+from mbiapo.models.mlp import EnsembleLayerNorm, EnsembleLinear
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic
 
 
@@ -9,18 +10,39 @@ def test_batched_ensemble_equals_each_member_as_a_plain_mlp():
     out = q(obs, act)
     assert out.shape == (3, 4, 5)
     x = torch.cat([obs, act], -1)
+    linears = [m for m in q.net if isinstance(m, EnsembleLinear)]
     for i in range(3):
         h = x
-        for layer, (w, b) in enumerate(q.layers()):
-            h = h @ w[i] + b[i, 0]
-            if layer < q.n_layers - 1:
+        for layer, linear in enumerate(linears):
+            h = h @ linear.weight[i] + linear.bias[i, 0]
+            if layer < len(linears) - 1:
                 h = torch.relu(h)
         torch.testing.assert_close(out[i], h.squeeze(-1))
 
 
+def test_ensemble_layer_norm_gives_each_member_its_own_affine_parameters():
+    q = QEnsemble(obs_dim=3, act_dim=2, members=2, hidden=8, layers=1, layer_norm=True)
+    norm = q.net[1]
+    assert isinstance(norm, EnsembleLayerNorm) and norm.weight.shape == (2, 1, 8)
+    obs, act = torch.randn(6, 3), torch.randn(6, 2)
+    before = q(obs, act)
+    with torch.no_grad():
+        norm.weight[1].mul_(3.0)  # member 1 only
+    after = q(obs, act)
+    torch.testing.assert_close(after[0], before[0])
+    assert not torch.allclose(after[1], before[1])
+
+
+def test_obs_broadcasts_over_the_actions_leading_dimensions():
+    q = QEnsemble(obs_dim=3, act_dim=2, members=2, hidden=8)
+    obs, act = torch.randn(4, 3), torch.randn(4, 5, 2)
+    torch.testing.assert_close(q(obs.unsqueeze(1), act),
+                               q(obs.unsqueeze(1).expand(-1, 5, -1), act))
+
+
 def test_members_are_initialised_differently():
     q = QEnsemble(3, 2, members=2, hidden=8)
-    assert not torch.equal(q.w0[0], q.w0[1])
+    assert not torch.equal(q.net[0].weight[0], q.net[0].weight[1])
 
 
 def test_pessimism_with_beta_one_and_two_members_is_the_minimum():
@@ -35,43 +57,3 @@ def test_pessimism_hand_computed_three_members():
     values = torch.tensor([[1.0], [2.0], [6.0]])  # mean 3, population std sqrt(14/3)
     expected = 3.0 - 1.5 * (14.0 / 3.0) ** 0.5
     torch.testing.assert_close(pessimistic(values, 1.5), torch.tensor([expected]))
-
-
-def test_hand_written_vjp_matches_autograd():
-    q = QEnsemble(obs_dim=3, act_dim=2, members=3, hidden=8, layers=3)
-    obs, act = torch.randn(4, 3), torch.randn(4, 5, 2, requires_grad=True)
-    grad_q = torch.randn(3, 4, 5)
-    full_obs = obs.unsqueeze(1).expand(-1, 5, -1)
-    expected = torch.autograd.grad((q(full_obs, act) * grad_q).sum(), act)[0]
-    values, vjp = q.forward_vjp(q.state_part(obs), act.detach())
-    torch.testing.assert_close(values, q(full_obs, act).detach())
-    torch.testing.assert_close(vjp(grad_q), expected)
-
-
-def test_pessimism_with_its_gradient_matches_autograd():
-    from mbiapo.models.q_ensemble import pessimistic_with_grad
-
-    values = torch.randn(3, 7, requires_grad=True)
-    expected = pessimistic(values, 1.7)
-    value, grad = pessimistic_with_grad(values.detach(), 1.7)
-    torch.testing.assert_close(value, expected.detach())
-    torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), values)[0])
-
-
-def test_pessimism_gradient_is_finite_where_members_agree():
-    q = torch.tensor([[1.0, 2.0], [1.0, 5.0]], requires_grad=True)  # state 0: identical members
-    pessimistic(q, 2.0).sum().backward()
-    assert torch.isfinite(q.grad).all()
-    torch.testing.assert_close(q.grad[:, 0], torch.tensor([0.5, 0.5]))
-
-
-def test_hand_written_parameter_vjp_matches_autograd():
-    q = QEnsemble(obs_dim=3, act_dim=2, members=3, hidden=8, layers=3)
-    obs, act, grad_q = torch.randn(6, 3), torch.randn(6, 2), torch.randn(3, 6)
-    expected = torch.autograd.grad((q(obs, act) * grad_q).sum(), list(q.parameters()))
-    values, vjp = q.forward_param_vjp(obs, act)
-    torch.testing.assert_close(values, q(obs, act).detach())
-    grads = vjp(grad_q)
-    assert len(grads) == len(expected)
-    for grad, reference in zip(grads, expected):
-        torch.testing.assert_close(grad, reference)
