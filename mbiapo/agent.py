@@ -51,6 +51,19 @@ def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Pla
     raise MbiapoError(f"unknown planner '{name}'; choose one of: direct, iterative, adam, cem")
 
 
+def _device(name: str) -> torch.device:
+    """``torch.device(name)``, or one MbiapoError line for a name torch does not know or a
+    device this machine lacks."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise MbiapoError(f"unknown device '{name}'; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MbiapoError(f"device '{name}' asked for, but torch sees no CUDA device here; "
+                          f"use --device cpu (train.device=cpu)")
+    return device
+
+
 def _adam(params, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one call for all parameters)."""
     return torch.optim.Adam(params, lr=lr, fused=True)
@@ -80,7 +93,7 @@ class Agent(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.device = torch.device(cfg.train.device)
+        self.device = _device(cfg.train.device)
         v, t = cfg.value, cfg.train
         self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers, v.activation,
                            v.layer_norm)
@@ -159,7 +172,7 @@ class Agent(nn.Module):
         """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning builds
         no graph (``no_grad``; planners take their gradients by function transforms), on one
         thread for small batches."""
-        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        o = torch.as_tensor(obs, dtype=self.log_alpha.dtype, device=self.device)
         batch = o.reshape(-1, self.obs_dim)
         with torch.no_grad(), _threads(batch.shape[0]):
             objective = self.objective(batch, self.beta_collect, self.samples)

@@ -1,8 +1,9 @@
 """``mbiapo bench``: update rates and acting latency on HalfCheetah-v5 shapes, against
 stable-baselines3's SAC (same network sizes and batch) measured in the same process,
-model-based agents (h = 2) against model-free ones, the time ``mbiapo compare`` needs, and
-loading a 1M-transition D4RL file."""
+model-based agents (h = 2) against model-free ones, model-based acting beside a busy
+process, the time ``mbiapo compare`` needs, and loading a 1M-transition D4RL file."""
 
+import subprocess
 import sys
 import time
 
@@ -45,32 +46,57 @@ def _random_buffer(rng: np.random.Generator, n: int = 10_000) -> ReplayBuffer:
     return buf
 
 
-def agent_update(planner: str, value: str = "model-free", compiled: bool = False):
+def _agent(planner: str, value: str, device: str, compiled: bool) -> Agent:
+    torch.manual_seed(0)
+    agent = Agent(compose(ENV_ID, planner, overrides=[f"value.kind={value}",
+                                                      f"train.device={device}"]),
+                  OBS_DIM, ACT_DIM)
+    if compiled:
+        agent.compile_value_gradient()
+    return agent
+
+
+def agent_update(planner: str, value: str = "model-free", compiled: bool = False,
+                 device: str = "cpu"):
     """A function doing one update of a fresh agent on random HalfCheetah-shaped data (with
     ``compiled``, as ``train.compile=true`` trains; the first two calls compile)."""
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    agent = Agent(compose(ENV_ID, planner, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
-    if compiled:
-        agent.compile_value_gradient()
+    agent = _agent(planner, value, device, compiled)
     buf = _random_buffer(rng)
-    return lambda: agent.update(buf.sample(256, rng))
+
+    def update():
+        agent.update(buf.sample(256, rng, agent.device))
+        if agent.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return update
 
 
-def agent_act(planner: str, value: str = "model-free", compiled: bool = False):
+def agent_act(planner: str, value: str = "model-free", compiled: bool = False,
+              device: str = "cpu"):
     """A function planning one action (batch 1) with the given planner (with ``compiled``,
     through ``Agent.compile_value_gradient``; the first call compiles)."""
-    torch.manual_seed(0)
     trained = planner if planner in ("direct", "iterative") else "direct"
-    agent = Agent(compose(ENV_ID, trained, overrides=[f"value.kind={value}"]), OBS_DIM, ACT_DIM)
-    if compiled:
-        agent.compile_value_gradient()
+    agent = _agent(trained, value, device, compiled)
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
     return lambda: agent.act(obs, planner=chosen)
 
 
-def sb3_update(steps: int = 10):
+def busy_neighbour_slowdown(act, seconds: float) -> dict[str, float]:
+    """Latency of ``act`` (ms) idle and with one CPU-bound process running beside it."""
+    idle = 1e3 / _rates({"idle": act}, seconds)["idle"]
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it get scheduled
+        busy = 1e3 / _rates({"busy": act}, seconds)["busy"]
+    finally:
+        spinner.kill()
+        spinner.wait()
+    return {"idle_ms": idle, "busy_ms": busy, "busy_vs_idle": busy / idle}
+
+
+def sb3_update(steps: int = 10, device: str = "cpu"):
     """stable-baselines3 SAC doing ``steps`` gradient steps (2x256 nets, batch 256), or None."""
     try:
         from stable_baselines3 import SAC
@@ -79,7 +105,7 @@ def sb3_update(steps: int = 10):
     import gymnasium as gym
 
     model = SAC("MlpPolicy", gym.make(ENV_ID), batch_size=256, learning_starts=1000,
-                policy_kwargs={"net_arch": [256, 256]}, seed=0, device="cpu", verbose=0)
+                policy_kwargs={"net_arch": [256, 256]}, seed=0, device=device, verbose=0)
     model.learn(total_timesteps=1000)  # fills the replay buffer, no gradient step yet
     return lambda: model.train(gradient_steps=steps, batch_size=256)
 
@@ -152,16 +178,18 @@ def dataset_load(rows: int = 1_000_000, next_observations: bool = True) -> dict[
 
 def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: bool = True,
               compare_size: tuple[int, int] | None = (100, 100),
-              dataset_rows: int | None = 1_000_000) -> dict:
+              dataset_rows: int | None = 1_000_000, device: str = "cpu") -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    result: dict = {"env_shapes": ENV_ID, "torch_threads": torch.get_num_threads()}
-    updates = {planner: agent_update(planner) for planner in ("direct", "iterative")}
-    updates |= {f"{p}_compiled": agent_update(p, compiled=True) for p in ("direct", "iterative")}
+    result: dict = {"env_shapes": ENV_ID, "device": device,
+                    "torch_threads": torch.get_num_threads()}
+    planners = ("direct", "iterative")
+    updates = {p: agent_update(p, device=device) for p in planners}
+    updates |= {f"{p}_compiled": agent_update(p, compiled=True, device=device) for p in planners}
     if with_model_based:
-        updates |= {f"mb_{p}": agent_update(p, "model-based") for p in ("direct", "iterative")}
+        updates |= {f"mb_{p}": agent_update(p, "model-based", device=device) for p in planners}
     sb3_steps = 10
     if with_sb3:
-        sb3 = sb3_update(sb3_steps)
+        sb3 = sb3_update(sb3_steps, device)
         if sb3 is None:
             log("stable-baselines3 is not installed (pip install -e .[bench]); skipped")
         else:
@@ -180,16 +208,22 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         for p in ("direct", "iterative"):
             result[f"model_based_update_rate_vs_model_free_{p}"] = rates[f"mb_{p}"] / rates[p]
     log("measuring acting latency (batch 1) per planner...")
-    acts = {planner: agent_act(planner) for planner in PLANNER_NAMES}
+    acts = {planner: agent_act(planner, device=device) for planner in PLANNER_NAMES}
+    acts["iterative_compiled"] = agent_act("iterative", compiled=True, device=device)
     if with_model_based:
-        acts["mb_iterative"] = agent_act("iterative", "model-based")
+        acts["mb_iterative"] = agent_act("iterative", "model-based", device=device)
         log("compiling the model-based value gradient (plan --compile)...")
-        acts["mb_iterative_compiled"] = agent_act("iterative", "model-based", compiled=True)
+        acts["mb_iterative_compiled"] = agent_act("iterative", "model-based", compiled=True,
+                                                  device=device)
         start = time.perf_counter()
         acts["mb_iterative_compiled"]()
         result["mb_compile_seconds"] = time.perf_counter() - start
     latency = _rates(acts, seconds * len(acts) / 2)
     result |= {f"act_latency_ms_{name}": 1e3 / rate for name, rate in latency.items()}
+    if with_model_based:
+        log("model-based acting with a CPU-bound process beside it...")
+        busy = busy_neighbour_slowdown(acts["mb_iterative"], seconds)
+        result |= {f"mb_iterative_act_{key}": value for key, value in busy.items()}
     if compare_size:
         states, iters = compare_size
         log(f"timing compare: {states} states x 4 planners x {iters} iterations...")

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")
     p.add_argument("--no-compare", action="store_true", help="skip timing 'mbiapo compare'")
     p.add_argument("--no-dataset", action="store_true", help="skip timing dataset loading")
+    p.add_argument("--device", default="cpu", help="where the agents run (cpu, cuda)")
     dataset_commands.add_parsers(sub)
     analyses.add_parsers(sub)
     sweep_commands.add_parsers(sub)
@@ -226,7 +227,7 @@ def cmd_bench(args) -> dict:
     return run_bench(seconds=args.seconds, with_sb3=not args.no_sb3,
                      with_model_based=not args.no_model_based,
                      compare_size=None if args.no_compare else (100, 100),
-                     dataset_rows=None if args.no_dataset else 1_000_000)
+                     dataset_rows=None if args.no_dataset else 1_000_000, device=args.device)
 
 
 def _print_human(result: dict) -> None:

@@ -250,8 +250,8 @@ def test_fresh_iterative_planner_head_learns_first_and_then_the_trunk(tiny_cfg):
         assert not torch.equal(before[name], first[name]), name
     agent.update(batch)
     second = _snapshot(agent)
-    trunk = [n for n in second if n.startswith("planner.")]
-    frozen = [n for n in trunk if torch.equal(before[n], second[n])]
+    planner = [n for n in second if n.startswith("planner.")]
+    frozen = [n for n in planner if torch.equal(before[n], second[n])]
     assert not frozen, f"planner parameters still unchanged after two updates: {frozen}"
 
 
@@ -335,8 +335,9 @@ FD_CASES = [
     pytest.param("model-free", {"value.layer_norm": True, "value.activation": "elu"},
                  id="model-free-layer_norm-elu"),
     pytest.param("model-based", {}, id="model-based"),
-    pytest.param("model-based", {"value.model_activation": "silu", "value.rollout_layer_norm":
-                                 True, "value.layers": 3}, id="model-based-silu-layer_norm"),
+    pytest.param("model-based", {"value.model_activation": "silu", "value.layers": 3,
+                                 "value.rollout_layer_norm": True},
+                 id="model-based-silu-3_layers-layer_norm"),
 ]
 
 
@@ -398,9 +399,9 @@ def test_planner_gradient_matches_a_float64_finite_difference_reference(tiny_cfg
     with torch.no_grad():
         torch.manual_seed(seed)
         plan = adam.plan(objective, obs, iters=1, init=(mu, log_std), record=False)
-    # Adam's first step is lr * g / (|g| + 1e-8), uphill
+    # Adam's first step is lr * g / (|g| + 1e-8) uphill: lr sign(g), up to lr 1e-8 / |g|
     torch.testing.assert_close(plan.mu - mu, adam.lr * expected[0].sign(), rtol=0,
-                               atol=1e-6 * adam.lr / expected[0].abs().min().item())
+                               atol=100 * adam.lr * 1e-8 / expected[0].abs().min().item())
 
 
 # ----------------------------------------------------------------------------- (d) custom value
