@@ -150,7 +150,8 @@ class Agent(nn.Module):
         value estimate included), in updates and when acting: fused kernels save per-op overhead,
         most at batch 1 and for model-based estimates. Each new batch size compiles once:
         ~10 s (model-free) to ~20 s (model-based), less from inductor's on-disk cache. Needs
-        a C++ compiler on the CPU."""
+        a C++ compiler on the CPU. Compiles the current ``value``: call it again after
+        replacing that."""
         value = self.value
         self.compiled_value_and_grad = torch.compile(
             lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad_transform(

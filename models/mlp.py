@@ -79,11 +79,6 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.weight.shape[-1] == 1:
-            # a width-1 layer as a row times a matrix, (E, 1, in) @ (E, in, M): a batched
-            # matrix times a column is several times slower on CPU (forward and backward)
-            return torch.baddbmm(self.bias, self.weight.transpose(1, 2),
-                                 x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(self.bias, x, self.weight)
 
 

@@ -102,3 +102,28 @@ def test_agents_can_act_and_update_with_untrained_planners(tiny_cfg, planner):
     metrics = agent.update(_bandit_buffer(rng, 100).sample(8, rng))
     assert np.isfinite(metrics["q_loss"].item())
     assert agent.act(np.zeros(2, np.float32)).shape == (1,)
+
+
+def test_small_batches_plan_on_one_thread_and_restore_the_setting(tiny_cfg):
+    """Acting on a few states runs on one intra-op thread (a second one only waits at
+    batch 1); large batches keep the configured count, and the setting is restored."""
+    from mbiapo.agent import SMALL_BATCH
+
+    agent = Agent(tiny_cfg("direct"), obs_dim=2, act_dim=1)
+    seen = []
+
+    def value(obs, actions, beta):
+        seen.append(torch.get_num_threads())
+        return -(actions**2).sum(-1)
+
+    agent.value = value
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent.act(np.zeros(2, np.float32), planner=agent.planner_named("adam"), iters=2)
+        agent.act(np.zeros((SMALL_BATCH + 1, 2), np.float32),
+                  planner=agent.planner_named("adam"), iters=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen[0] == 1 and seen[-1] == 2
