@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "file (default: the replay.h5 beside --checkpoint)")
     p.add_argument("--fit-steps", type=int, default=3000,
                    help="model and rollout-policy updates when fitting (cached)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the value "
-                   "estimate's gradient: about 2x faster model-based planning per action after "
-                   "~15 s of compilation at the first action (needs a C++ compiler)")
+    p.add_argument("--compile", action="store_true", help="torch.compile J and its gradient "
+                   "(value estimate included): 2-3x faster planning per action after 10-25 s "
+                   "of compilation at the first action (needs a C++ compiler)")
     p = sub.add_parser("bench", help="update rates and acting latency (HalfCheetah-v5 shapes)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
