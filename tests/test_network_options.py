@@ -503,27 +503,30 @@ def test_custom_value_estimate_in_compare(tiny_cfg):
 NETWORK_PREFIXES = ["planner.", "value.", "value.model_", "value.rollout_"]
 
 
+def _config_error(override: str) -> str:
+    """The MbiapoError message a config override gives; it must be one line."""
+    with pytest.raises(MbiapoError) as info:
+        compose(ENV, "direct", overrides=[override])
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
 @pytest.mark.parametrize("prefix", NETWORK_PREFIXES)
 def test_unknown_activation_is_one_line_naming_the_choices(prefix):
-    with pytest.raises(MbiapoError) as info:
-        compose(ENV, "direct", overrides=[f"{prefix}activation=nope"])
-    message = str(info.value)
-    assert "\n" not in message and f"{prefix}activation" in message and "nope" in message
+    message = _config_error(f"{prefix}activation=nope")
+    assert f"{prefix}activation" in message and "nope" in message
     assert all(name in message for name in ACTIVATIONS), message
 
 
 @pytest.mark.parametrize("key", ["hidden", "layers"])
 @pytest.mark.parametrize("prefix", NETWORK_PREFIXES)
 def test_empty_network_is_one_line_naming_the_bound(prefix, key):
-    with pytest.raises(MbiapoError) as info:
-        compose(ENV, "direct", overrides=[f"{prefix}{key}=0"])
-    message = str(info.value)
-    assert "\n" not in message and f"{prefix}{key}" in message and ">= 1" in message, message
+    message = _config_error(f"{prefix}{key}=0")
+    assert f"{prefix}{key}" in message and ">= 1" in message, message
 
 
 @pytest.mark.parametrize("prefix", NETWORK_PREFIXES)
 def test_non_boolean_layer_norm_is_one_line(prefix):
-    with pytest.raises(MbiapoError) as info:
-        compose(ENV, "direct", overrides=[f"{prefix}layer_norm=maybe"])
-    message = str(info.value)
-    assert "\n" not in message and f"{prefix}layer_norm" in message and "bool" in message
+    message = _config_error(f"{prefix}layer_norm=maybe")
+    assert f"{prefix}layer_norm" in message and "bool" in message, message
