@@ -170,8 +170,8 @@ class Agent(nn.Module):
 
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,
             iters: int | None = None) -> np.ndarray:
-        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning builds
-        no graph (``no_grad``; planners take their gradients by function transforms), on one
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning runs
+        under ``no_grad`` (the objective enables gradients locally for dJ/dlambda), on one
         thread for small batches."""
         o = torch.as_tensor(obs, dtype=self.log_alpha.dtype, device=self.device)
         batch = o.reshape(-1, self.obs_dim)
