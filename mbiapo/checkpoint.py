@@ -35,7 +35,10 @@ def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
         **state,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before the rename commits it
     os.replace(tmp, path)
 
 
@@ -49,8 +52,8 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch.load raises many types on foreign or truncated files
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise MbiapoError(f"{path}: not a readable mbiapo checkpoint ({reason[:200]})") from None
+        raise MbiapoError(f"{path}: not a readable mbiapo checkpoint, truncated or corrupt "
+                          f"({_first_sentence(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MbiapoError(f"{path}: not an mbiapo checkpoint")
     if payload.get("format_version", 0) > FORMAT_VERSION:
@@ -60,6 +63,13 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     if payload.get("format_version", 0) < 2:
         _upgrade_from_v1(payload)
     return payload
+
+
+def _first_sentence(e: Exception) -> str:
+    """The first sentence of an exception's message (torch's run on for lines)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    end = text.find(". ")
+    return (text if end < 0 else text[:end]).rstrip(".")[:200]
 
 
 # format 1 -> 2: (pattern, replacement) of parameter names; the old networks were ReLU MLPs

@@ -29,6 +29,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, help="planner iterations per action")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
+    p.add_argument("--env", help="environment to run in, for a run trained offline on a "
+                   "dataset that names none (else the checkpoint's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -111,9 +113,11 @@ def cmd_train(args) -> dict:
         trainer = Trainer.resume(args.resume, args.steps)
     elif args.offline:
         from mbiapo.offline import prepare, start_offline
+        from mbiapo.run_folder import check_new_run
 
         if args.out is None:
             raise MbiapoError("mbiapo train --offline needs --out DIR")
+        check_new_run(args.out)  # before the dataset is read
         env, data = prepare(args.offline, args.env)
         trainer = start_offline(_run_config(args, env), args.out, data)
     else:
@@ -132,9 +136,12 @@ def cmd_train(args) -> dict:
 
 def _load_for_run(args):
     from mbiapo.checkpoint import check_env_matches, load_agent
-    from mbiapo.envs import env_dims, make_env
+    from mbiapo.envs import NO_ENV, env_dims, make_env
 
     agent, payload = load_agent(args.checkpoint, args.device)
+    if args.env and agent.cfg.env.id not in (NO_ENV, args.env):
+        raise MbiapoError(f"--env {args.env} differs from the checkpoint's {agent.cfg.env.id}")
+    agent.cfg.env.id = args.env or agent.cfg.env.id
     env = make_env(agent.cfg.env.id, agent.cfg.env.max_episode_steps)
     check_env_matches(payload, *env_dims(env), agent.cfg.env.id)
     env.close()

@@ -60,7 +60,9 @@ def describe(data: Dataset) -> dict:
             "terminations": int(a["terminals"].sum()), "truncations": int(a["timeouts"].sum()),
             "actions": "normalized [-1, 1]" if data.actions_normalized else "env units",
             "next_observations": "rebuilt from observations" if data.reconstructed_next
-            else "stored", "dropped_rows": data.dropped}
+            else "stored", "dropped_rows": data.dropped,
+            "converted": ", ".join(f"{name} {dtype} -> float32"
+                                   for name, dtype in data.converted.items()) or "none"}
     fit_to_env(data, data.env_id, data.env_id or "")
     info["validation"] = (f"ok against {data.env_id}" if data.env_id else
                           "ok (no environment recorded: actions checked against [-1, 1])")

@@ -252,6 +252,13 @@ def flatten(cfg: DictConfig) -> dict:
     return flat
 
 
+def differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = ()) -> list[tuple]:
+    """(key, value in a, value in b) for every key whose values differ, sorted by key."""
+    fa, fb = flatten(a), flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys())
+            if k not in ignore and fa.get(k) != fb.get(k)]
+
+
 def from_container(data: dict) -> DictConfig:
     """A config saved in a checkpoint or run folder, re-typed against the schema."""
     cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(data), "saved config")

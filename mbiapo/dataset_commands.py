@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mbiapo.config import PLANNER_NAMES
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_new_file
 
 
 def add_parsers(sub) -> None:
@@ -42,10 +43,7 @@ def cmd_collect(args) -> dict:
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     if args.noise < 0:
         raise MbiapoError(f"--noise must be >= 0, got {args.noise}")
-    if args.out.exists() and not args.force:
-        raise MbiapoError(f"{args.out} exists; choose another --out or pass --force")
-    if not args.out.parent.is_dir():
-        raise MbiapoError(f"folder {args.out.parent} does not exist")
+    check_new_file(args.out, args.force)
     agent = planner = None
     if args.checkpoint:
         agent, _ = load_agent(args.checkpoint)

@@ -2,7 +2,9 @@
 files, one writer (the D4RL layout), and the validation every command gets through them.
 
 Arrays are read chunk by chunk straight into preallocated float32/bool arrays (no Python
-lists of transitions), and a file is only ever opened read-only. Actions are stored in the
+lists of transitions), and a file is only ever opened read-only. Observations, actions or
+rewards stored as integers are converted to float32; ``Dataset.converted`` records it and
+``mbiapo dataset info`` shows it. Actions are stored in the
 environment's own units (as D4RL and Minari do) unless ``metadata/actions`` says
 "normalized" (mbiapo's replay files: the agent's [-1, 1] units); ``normalized_actions``
 maps them to [-1, 1] given the environment's bounds.
@@ -39,6 +41,7 @@ class Dataset:
     reconstructed_next: bool = False  # next_observations rebuilt from observations[i + 1]
     dropped: int = 0  # rows without a next observation (truncated episode ends)
     returns: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per episode, as read
+    converted: dict[str, str] = field(default_factory=dict)  # field -> its integer dtype
 
     def __post_init__(self):
         if not len(self.returns):
@@ -70,17 +73,22 @@ def _fail(path: Path, problem: str) -> MbiapoError:
     return MbiapoError(f"{path}: {problem}")
 
 
-def read_dataset(path: str | Path) -> Dataset:
-    """Detect the layout of a file (or a Minari dataset folder) and read it, validated."""
+def dataset_file(path: str | Path) -> Path:
+    """The HDF5 file of a dataset: ``path`` itself, or a Minari folder's main_data.hdf5."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "data" / "main_data.hdf5", path / "main_data.hdf5"):
             if candidate.is_file():
-                return _read_file(candidate)
+                return candidate
         raise _fail(path, "a folder, but no Minari data/main_data.hdf5 in it")
     if not path.is_file():
         raise MbiapoError(f"dataset not found: {path}")
-    return _read_file(path)
+    return path
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Detect the layout of a file (or a Minari dataset folder) and read it, validated."""
+    return _read_file(dataset_file(path))
 
 
 def _read_file(path: Path) -> Dataset:
@@ -173,7 +181,7 @@ def _read_d4rl(path: Path, f: h5py.File) -> Dataset:
     normalized = meta.get("actions") == "normalized" or "ring_position" in meta
     layout = "mbiapo" if "ring_position" in meta or "source" in meta else "d4rl"
     data = Dataset(path, layout, arrays, meta.get("env_id"), normalized, meta,
-                   returns=episode_returns(arrays))
+                   returns=episode_returns(arrays), converted=_integer_fields(f, ""))
     if not has_next:
         _rebuild_next(data)
     return data
@@ -272,7 +280,22 @@ def _read_minari(path: Path, f: h5py.File) -> Dataset:
             _read_into(path, ep[src], arrays[dst], f"{name}/{src}", offset)
         offset += t
     meta = _minari_metadata(path, f)
-    return Dataset(path, "minari", arrays, meta.get("env_id"), False, meta)
+    converted = {}
+    for name in names:
+        converted |= _integer_fields(f, f"{name}/")
+    return Dataset(path, "minari", arrays, meta.get("env_id"), False, meta,
+                   converted=converted)
+
+
+def _integer_fields(f: h5py.File, prefix: str) -> dict[str, str]:
+    """{field: dtype} of the real-valued fields stored as integers (or bools) under
+    ``prefix``: they are read as float32, and ``dataset info`` says so."""
+    found = {}
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        item = f.get(prefix + name)
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "iub":
+            found[name] = str(item.dtype)
+    return found
 
 
 def normalized_actions(data: Dataset, low: np.ndarray | None, high: np.ndarray | None) -> None:

@@ -13,9 +13,14 @@ from mbiapo.errors import MbiapoError
 # route its warnings through Python's instead, where users can see or filter them.
 mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", stacklevel=1))
 
+NO_ENV = "none"  # env.id of an offline run whose dataset names no environment
+
 
 def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     """A flat-Box-observation, Box-action env whose actions lie in [-1, 1]."""
+    if env_id == NO_ENV:
+        raise MbiapoError("no environment to run: the agent was trained offline on a dataset "
+                          "that names none; pass --env ENV_ID")
     try:
         env = gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.Error as e:

@@ -7,19 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mbiapo import run_folder
 from mbiapo.agent import Agent
-from mbiapo.checkpoint import save_checkpoint
 from mbiapo.datasets import Dataset, fit_to_env, read_dataset, read_for
+from mbiapo.envs import NO_ENV
 from mbiapo.errors import MbiapoError
 from mbiapo.replay import ReplayBuffer
 from mbiapo.train import Trainer
 
-NO_ENV = "none"  # env.id of an offline run whose dataset names no environment
-
 
 class OfflineTrainer(Trainer):
+    keeps_replay = False  # the dataset is the replay; the checkpoint names its file
+
     def __init__(self, cfg: DictConfig, out: Path, data: Dataset, agent: Agent | None = None):
         """A new offline run on a validated dataset whose actions are in [-1, 1] (or,
         ``agent`` given, the frame a checkpointed run resumes in)."""
@@ -30,25 +31,19 @@ class OfflineTrainer(Trainer):
         self.rng = np.random.default_rng(cfg.train.seed)
         self.agent = agent or Agent(cfg, data.obs_dim, data.act_dim)
         self.step = self.episodes = self.updates = 0
-        self.wall_s = 0.0
+        self.wall_s, self.since, self.held = 0.0, None, None
 
     @classmethod
-    def resume_from(cls, out: Path, agent: Agent, payload: dict,
-                    steps: int | None) -> "OfflineTrainer":
-        if steps is not None:
-            agent.cfg.train.steps = steps
+    def resume_from(cls, out: Path, agent: Agent, payload: dict) -> "OfflineTrainer":
+        """The frame a checkpointed offline run resumes in (``Trainer.resume`` restores it),
+        on its dataset, read and checked again."""
         env_id = None if agent.cfg.env.id == NO_ENV else agent.cfg.env.id
         data = read_for(payload["offline_dataset"], env_id, agent.obs_dim, agent.act_dim,
                         f"the run in {out}")
-        trainer = cls(agent.cfg, out, data, agent)
-        trainer.step, trainer.updates = payload["step"], payload["updates"]
-        trainer.wall_s = payload["wall_s"]
-        torch.set_rng_state(payload["rng"]["torch"])
-        trainer.rng.bit_generator.state = payload["rng"]["numpy"]
-        return trainer
+        return cls(agent.cfg, out, data, agent)
 
     def save(self) -> None:
-        save_checkpoint(self.out / "checkpoint.pt", self.agent,
+        run_folder.save(self.out, self.agent,
                         {**self.state(), "offline_dataset": str(self.dataset)})
 
     def _loop(self, writer, f, bar) -> dict:
@@ -56,7 +51,7 @@ class OfflineTrainer(Trainer):
         if self.step == 0 and self.agent.model is not None:
             self.pretrain_model()
         stats, last = [], {}
-        tick, tick_updates, start = time.perf_counter(), self.updates, time.perf_counter()
+        tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:
             batch = self.buffer.sample(t.batch_size, self.rng, self.agent.device)
             stats.append(self.agent.update(batch))
@@ -64,15 +59,11 @@ class OfflineTrainer(Trainer):
             self.updates += 1
             bar.update(1)
             if self.step % t.eval_every == 0 or self.step == t.steps:
-                now = time.perf_counter()
-                self.wall_s += now - start
-                last = self.report(writer, f, bar, stats, [],
-                                   (self.updates - tick_updates) / (now - tick))
+                last = self.report(writer, f, bar, stats, [], (self.updates - tick_updates)
+                                   / (time.perf_counter() - tick))
                 stats, tick, tick_updates = [], time.perf_counter(), self.updates
-                start = tick
             if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
-        self.wall_s += time.perf_counter() - start
         return last
 
 
@@ -87,14 +78,14 @@ def prepare(dataset: Path, env: str | None) -> tuple[str, Dataset]:
         print(f"mbiapo: {dataset} names no environment and no --env was given: training "
               f"without evaluation", file=sys.stderr)
     fit_to_env(data, env, env)
+    for name, dtype in data.converted.items():
+        print(f"mbiapo: {dataset}: '{name}' stored as {dtype}, read as float32", file=sys.stderr)
     return env or NO_ENV, data
 
 
 def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:
-    if (out / "checkpoint.pt").exists():
-        raise MbiapoError(f"{out} already holds a run; continue it with "
-                          f"'mbiapo train --resume {out}' or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    """A new offline run in ``out`` (checked before anything is built or written)."""
+    run_folder.check_new_run(out)
     trainer = OfflineTrainer(cfg, out, data)
-    OmegaConf.save(cfg, out / "config.yaml")
+    trainer.held = run_folder.start(out, cfg)
     return trainer

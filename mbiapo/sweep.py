@@ -30,7 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mbiapo.config import compose, flatten, from_container, load_yaml
+from mbiapo.config import compose, differences, from_container, load_yaml
 from mbiapo.errors import MbiapoError
 
 RAY_MISSING = "mbiapo sweep needs Ray: pip install 'mbiapo[ray]' (or pip install ray)"
@@ -96,19 +96,6 @@ def _run_name(values: dict, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", "_".join([*parts, f"s{seed}"]))
 
 
-def _differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
-    """Keys whose values differ, ignoring train.steps (a sweep may extend runs)."""
-    a, b = flatten(saved), flatten(cfg)
-    return [f"{k}: {a.get(k)!r} here, {b.get(k)!r} in the sweep"
-            for k in sorted(a.keys() | b.keys()) if k != "train.steps" and a.get(k) != b.get(k)]
-
-
-def _checkpoint_step(out: Path) -> int:
-    from mbiapo.checkpoint import read_checkpoint
-
-    return int(read_checkpoint(out / "checkpoint.pt")["step"])
-
-
 def plan_runs(sweep: Sweep, out: Path) -> list[Run]:
     """One Run per grid combination and seed, with what to do about it; checks every config
     (and every existing run folder) before anything starts."""
@@ -139,12 +126,17 @@ def plan_runs(sweep: Sweep, out: Path) -> list[Run]:
 def _with_action(run: Run) -> Run:
     if not (run.out / "checkpoint.pt").is_file():
         return run
-    saved = from_container(OmegaConf.to_container(load_yaml(run.out / "config.yaml")))
-    differences = _differences(saved, run.cfg)
-    if differences:
-        raise MbiapoError(f"{run.out} holds a run with another config ({differences[0]}); "
-                          f"pass another --out or move that folder")
-    run.at_step = _checkpoint_step(run.out)
+    from mbiapo.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(run.out / "checkpoint.pt")
+    changed = differences(from_container(payload["config"]), run.cfg,
+                          ignore=("train.steps", "train.device"))  # a sweep may extend runs
+    if changed:
+        key, here, there = changed[0]
+        raise MbiapoError(f"{run.out} holds a run with another config ({key}: {here!r} "
+                          f"there, {there!r} in the sweep); pass another --out or move that "
+                          f"folder")
+    run.at_step = int(payload["step"])
     steps = run.cfg.train.steps
     run.action = "skip" if run.at_step >= steps else "resume"
     run.args = ["train", "--resume", str(run.out), "--steps", str(steps)]
@@ -249,6 +241,8 @@ def run_sweep(sweep: Sweep, runs: list[Run], out: Path, address: str | None = No
     CPUs (default: all of this machine's), and return
     {"runs": [...], "wall_s", "sum_run_s", "speedup"}; ``on_done(run_result)`` is called as
     each run ends. Failed runs are reported, never raised."""
+    from mbiapo.run_folder import set_aside_partial
+
     local_cpus = check_cpus(address, cpus_per_run, num_cpus)
     todo = [run for run in runs if run.action != "skip"]
     results = {run.name: {"name": run.name, "status": "skipped", "seconds": 0.0,
@@ -261,8 +255,9 @@ def run_sweep(sweep: Sweep, runs: list[Run], out: Path, address: str | None = No
             if available < cpus_per_run:
                 raise MbiapoError(f"--cpus-per-run {cpus_per_run} exceeds the {available:g} "
                                   f"CPUs of the Ray cluster")
-            for run in todo:
-                _set_aside(run)
+            for run in todo:  # keep what an attempt that never saved left, apart
+                if run.action == "start":
+                    set_aside_partial(run.out)
             task = ray.remote(execute).options(num_cpus=cpus_per_run, max_retries=0)
             pending = {task.remote(run.args, str(run.out / "train.log"), cpus_per_run): run
                        for run in todo}
@@ -275,14 +270,6 @@ def run_sweep(sweep: Sweep, runs: list[Run], out: Path, address: str | None = No
                                            "runs": list(results.values())})
     return {"out": str(out), "runs": list(results.values()), "wall_s": wall,
             "sum_run_s": sum(ran), "speedup": sum(ran) / wall if ran else float("nan")}
-
-
-def _set_aside(run: Run) -> None:
-    """A run started afresh appends to metrics.csv: move one left by an earlier attempt that
-    never saved a checkpoint aside, so its rows are kept but not mixed with the new run's."""
-    metrics = run.out / "metrics.csv"
-    if run.action == "start" and metrics.is_file():
-        os.replace(metrics, run.out / "metrics.unfinished.csv")
 
 
 def _collect(ray, pending: dict, results: dict, on_done) -> None:

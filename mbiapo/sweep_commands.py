@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_writable_file, check_writable_folder
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -48,6 +49,7 @@ def cmd_sweep(args) -> dict:
     check_cpus(args.address, args.cpus_per_run, args.num_cpus)
     sweep = load_sweep(args.sweep)
     out = args.out or Path("runs") / sweep.path.stem
+    check_writable_folder(out)
     runs = plan_runs(sweep, out)
     count = {a: sum(r.action == a for r in runs) for a in ("start", "resume", "skip")}
     print(f"{len(runs)} runs in {out}: {count['start']} to start, {count['resume']} to "
@@ -92,8 +94,7 @@ def cmd_report(args) -> dict:
     figure = args.out or args.dir / "report.png"
     if figure.suffix not in FIGURE_SUFFIXES:
         raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
-    if not figure.parent.is_dir():
-        raise MbiapoError(f"--out {figure}: folder {figure.parent} does not exist")
+    check_writable_file(figure)
     result["out"] = str(plot(result, figure))
     result["table"] = table(result)
     return result

@@ -1,6 +1,7 @@
 """Online training on a gymnasium task: one update per env step after uniform warm-up,
 periodic evaluation to ``metrics.csv``, checkpoints (and replay) that resume exactly."""
 
+import copy
 import csv
 import sys
 import time
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
+from mbiapo import run_folder
 from mbiapo.agent import Agent
-from mbiapo.checkpoint import check_env_matches, load_agent, save_checkpoint
+from mbiapo.checkpoint import check_env_matches, load_agent
 from mbiapo.envs import env_dims, make_env
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
@@ -31,6 +33,8 @@ def episode_seed(seed: int, episode: int) -> int:
 class Trainer:
     """State of one run folder: agent, replay, RNGs and counters."""
 
+    keeps_replay = True  # online runs save their replay buffer beside the checkpoint
+
     def __init__(self, cfg: DictConfig, out: Path, agent: Agent | None = None):
         """A new run, or (``agent`` given) the frame a checkpointed agent resumes in."""
         self.cfg, self.out = cfg, out
@@ -41,45 +45,64 @@ class Trainer:
         self.agent = agent or Agent(cfg, obs_dim, act_dim)
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.train.buffer_size, cfg.train.steps))
         self.step = self.episodes = self.updates = 0
-        self.wall_s = 0.0
+        self.wall_s, self.since = 0.0, None  # seconds trained before this session; its start
+        self.held = None  # the folder's lock (run_folder.lock), while this process trains
         self.evaluates = True  # offline runs without a known env cannot
 
     @classmethod
     def resume(cls, out: Path, steps: int | None) -> "Trainer":
-        agent, payload = load_agent(out / "checkpoint.pt")
+        """The run in ``out``, continued to ``steps`` (default: its ``train.steps``). Every
+        check runs before the folder is touched."""
+        run_folder.check_resumable(out)
+        held = run_folder.lock(out)
+        agent, payload = load_agent(out / run_folder.CHECKPOINT)
+        before = copy.deepcopy(agent.cfg)
+        agent.cfg.train.steps = run_folder.resume_target(out, payload["step"], steps,
+                                                         before.train.steps)
+        edits = run_folder.report_config_edits(out, before)
         if "offline_dataset" in payload:
             from mbiapo.offline import OfflineTrainer
 
-            return OfflineTrainer.resume_from(out, agent, payload, steps)
-        cfg = agent.cfg
-        if steps is not None:
-            cfg.train.steps = steps
-        trainer = cls(cfg, out, agent)
-        check_env_matches(payload, *env_dims(trainer.env), cfg.env.id)
-        replay = out / "replay.h5"
-        if not replay.is_file():
-            raise MbiapoError(f"{out}: cannot resume, replay.h5 is missing (train.save_replay)")
-        trainer.buffer = ReplayBuffer.load(replay, capacity=trainer.buffer.capacity)
-        trainer.step, trainer.episodes = payload["step"], payload["episodes"]
-        trainer.updates, trainer.wall_s = payload["updates"], payload["wall_s"]
-        if len(trainer.buffer) != min(trainer.step, trainer.buffer.capacity):
-            raise MbiapoError(f"{out}: replay.h5 holds {len(trainer.buffer)} transitions but "
-                              f"the checkpoint is at step {trainer.step}")
-        torch.set_rng_state(payload["rng"]["torch"])
-        trainer.rng.bit_generator.state = payload["rng"]["numpy"]
+            trainer = OfflineTrainer.resume_from(out, agent, payload)
+        else:
+            trainer = cls(agent.cfg, out, agent)
+            check_env_matches(payload, *env_dims(trainer.env), agent.cfg.env.id)
+        trainer.held = held
+        run_folder.recover(out, payload["step"], online=trainer.keeps_replay)
+        trainer.restore(payload)
+        run_folder.update_config(out, before, agent.cfg)
+        if edits:
+            print(f"mbiapo: warning: {edits}", file=sys.stderr)
         return trainer
 
+    def restore(self, payload: dict) -> None:
+        """Counters, RNG states and (online runs) the replay buffer of a checkpoint."""
+        self.step, self.episodes = payload["step"], payload["episodes"]
+        self.updates, self.wall_s = payload["updates"], payload["wall_s"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.rng.bit_generator.state = payload["rng"]["numpy"]
+        if self.keeps_replay:
+            self.buffer = ReplayBuffer.load(self.out / run_folder.REPLAY,
+                                            capacity=self.buffer.capacity)
+            if len(self.buffer) != min(self.step, self.buffer.capacity):
+                raise MbiapoError(f"{self.out}: replay.h5 holds {len(self.buffer)} transitions "
+                                  f"but the checkpoint is at step {self.step}")
+
     def save(self) -> None:
-        if self.cfg.train.save_replay:
-            self.buffer.save(self.out / "replay.h5", {"env_id": self.cfg.env.id,
-                                                      "source": "mbiapo train"})
-        save_checkpoint(self.out / "checkpoint.pt", self.agent, self.state())
+        """Commit the checkpoint and (``train.save_replay``) the replay buffer together."""
+        keep = self.keeps_replay and self.cfg.train.save_replay
+        run_folder.save(self.out, self.agent, self.state(), self.buffer if keep else None,
+                        {"env_id": self.cfg.env.id, "source": "mbiapo train"})
 
     def state(self) -> dict:
         """Counters and RNG states for the checkpoint."""
         return {"step": self.step, "episodes": self.episodes, "updates": self.updates,
-                "wall_s": self.wall_s,
+                "wall_s": self.wall(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}}
+
+    def wall(self) -> float:
+        """Seconds spent training, over every session of the run (this one up to now)."""
+        return self.wall_s + (time.perf_counter() - self.since if self.since else 0.0)
 
     def pretrain_model(self) -> None:
         """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
@@ -97,29 +120,36 @@ class Trainer:
         return np.array(result["returns"])
 
     def run(self) -> dict:
-        """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises."""
+        """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises. Unlocks the
+        folder at the end."""
         cfg, t = self.cfg, self.cfg.train
         if t.compile:
             self.agent.compile_value_gradient()
-        path = self.out / "metrics.csv"
+        path = self.out / run_folder.METRICS
         header = None
         if path.exists():  # keep the columns of a run started by an older mbiapo
             with open(path, newline="") as f:
                 header = next(csv.reader(f), None)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, header or METRICS, extrasaction="ignore")
-            if header is None:
-                writer.writeheader()
-            bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} {cfg.planner.name}",
-                       file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-            try:
-                last = self._loop(writer, f, bar)
-            except KeyboardInterrupt:
+        try:
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, header or METRICS, extrasaction="ignore")
+                if header is None:
+                    writer.writeheader()
+                bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} "
+                           f"{cfg.planner.name}", file=sys.stderr, mininterval=1.0,
+                           dynamic_ncols=True)
+                self.since = time.perf_counter()
+                try:
+                    last = self._loop(writer, f, bar)
+                except KeyboardInterrupt:
+                    bar.close()
+                    self.save()
+                    raise
                 bar.close()
-                self.save()
-                raise
-            bar.close()
-        self.save()
+            self.save()
+        finally:
+            if self.held is not None:
+                self.held.close()
         return last
 
     def _loop(self, writer: csv.DictWriter, f, bar: tqdm) -> dict:
@@ -127,7 +157,7 @@ class Trainer:
         obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
         ep_return, finished, last = 0.0, [], {}
         stats: list[dict] = []
-        tick, tick_updates, start = time.perf_counter(), self.updates, time.perf_counter()
+        tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:
             if self.step < t.warmup_steps:
                 action = self.rng.uniform(-1.0, 1.0, self.agent.act_dim).astype(np.float32)
@@ -152,22 +182,16 @@ class Trainer:
                     self.updates += 1
             bar.update(1)
             if self.step % t.eval_every == 0 or self.step == t.steps:
-                now = time.perf_counter()
-                ups = (self.updates - tick_updates) / (now - tick)
-                self.wall_s += now - start
-                start = now
+                ups = (self.updates - tick_updates) / (time.perf_counter() - tick)
                 last = self.report(writer, f, bar, stats, finished, ups)
                 finished, stats = [], []
                 tick, tick_updates = time.perf_counter(), self.updates
-                start = tick
             elif finished and self.step % 500 == 0:
                 ups = (self.updates - tick_updates) / (time.perf_counter() - tick)
                 bar.set_postfix(ret=f"{finished[-1]:.1f}", upd_s=f"{ups:.1f}")
             if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
-        self.wall_s += time.perf_counter() - start
         return last
-
 
     def report(self, writer: csv.DictWriter, f, bar: tqdm, stats: list[dict],
                finished: list[float], ups: float) -> dict:
@@ -175,7 +199,7 @@ class Trainer:
         returns = self.evaluate()
         row = {
             "step": self.step, "episodes": self.episodes, "updates": self.updates,
-            "wall_s": round(self.wall_s, 2),
+            "wall_s": round(self.wall(), 2),
             "train_return": np.mean(finished) if finished else "",
             "eval_return_mean": "" if returns is None else returns.mean(),
             "eval_return_std": "" if returns is None else returns.std(),
@@ -195,10 +219,8 @@ class Trainer:
 
 
 def start_run(cfg: DictConfig, out: Path) -> Trainer:
-    if (out / "checkpoint.pt").exists():
-        raise MbiapoError(f"{out} already holds a run; continue it with "
-                          f"'mbiapo train --resume {out}' or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    """A new online run in ``out`` (checked before anything is built or written)."""
+    run_folder.check_new_run(out)
     trainer = Trainer(cfg, out)
-    OmegaConf.save(cfg, out / "config.yaml")
+    trainer.held = run_folder.start(out, cfg)
     return trainer

@@ -4,7 +4,8 @@ A planner's weights depend only on (|S|, |A|), so it can optimize any objective 
 shapes. The model-based estimator (world model, Q nets, rollout policy) comes either from a
 model-based checkpoint (paper Fig. 9) or is fitted on the spot from replay data: the world
 model by maximum likelihood, the rollout policy by distilling the transferred planner, with
-the model-free checkpoint's own Q nets. Fitted parts are cached beside the checkpoint.
+the model-free checkpoint's own Q nets. Fitted parts are cached beside the checkpoint (or in
+the user's cache folder when that one is read-only).
 Everything is copied by state, never by sharing modules between agents.
 """
 
@@ -22,9 +23,10 @@ from tqdm import tqdm
 
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import load_agent, read_checkpoint
-from mbiapo.datasets import read_for
+from mbiapo.datasets import dataset_file, read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.paths import can_write, user_cache
 from mbiapo.replay import ReplayBuffer
 
 
@@ -69,7 +71,9 @@ def _cache_key(checkpoint: Path, data: Path, cfg, fit_steps: int, seed: int) -> 
 def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps: int,
            seed: int = 0) -> tuple[Agent, dict]:
     """The model-free agent (planner, Q nets, temperature) plus a world model and rollout
-    policy fitted on ``data`` (default: the replay.h5 saved beside the checkpoint)."""
+    policy fitted on ``data`` (a replay or dataset file, or a Minari folder; default: the
+    replay.h5 saved beside the checkpoint). The fit is cached beside the checkpoint, or in
+    ``paths.user_cache()`` where that folder is read-only."""
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoint.pt"
@@ -77,43 +81,47 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
         data = checkpoint.parent / "replay.h5"
         if not data.is_file():
             data = Path(read_checkpoint(checkpoint).get("offline_dataset", data))
-        if not data.is_file():
+        if not data.exists():
             raise MbiapoError(f"{checkpoint}: no replay data beside it to fit a model on; pass "
                               f"--value MB.pt (a model-based checkpoint) or --data FILE.h5")
-    data = Path(data)
-    if not data.is_file():
-        raise MbiapoError(f"data file not found: {data}")
+    file = dataset_file(data)
     cfg = copy.deepcopy(mf.cfg)
     cfg.value.kind = "model-based"
     agent = Agent(cfg, mf.obs_dim, mf.act_dim)
     _copy_parts(agent, mf, ("planner", "q", "q_target"))
-    cache = checkpoint.with_name(
-        f"{checkpoint.stem}.mb-{_cache_key(checkpoint, data, cfg, fit_steps, seed)}.pt")
-    if cache.is_file():
-        state = torch.load(cache, map_location=agent.device, weights_only=True)
-        _load_fitted(agent, state, cache)
-        return agent, {"value_source": f"fitted (cached {cache.name})", **state["info"]}
+    name = f"{checkpoint.stem}.mb-{_cache_key(checkpoint, file, cfg, fit_steps, seed)}.pt"
+    places = (checkpoint.parent, user_cache())
+    cached = next((folder / name for folder in places if (folder / name).is_file()), None)
+    if cached is not None:
+        info = _load_fitted(agent, cached)
+        return agent, {"value_source": f"fitted (cached {cached})", **info}
+    folder = next((folder for folder in places if can_write(folder)), None)
+    if folder is None:
+        print(f"mbiapo: warning: the fitted model will not be cached (no permission to "
+              f"write in {' or '.join(map(str, places))})", file=sys.stderr)
     buffer = ReplayBuffer.from_dataset(
         read_for(data, mf.cfg.env.id, mf.obs_dim, mf.act_dim, "the checkpoint"))
     info = fit(agent, mf, buffer, fit_steps, seed)
-    state = {"model": agent.model.state_dict(), "rollout": agent.rollout.state_dict(),
-             "info": info}
-    try:
-        tmp = cache.with_name(cache.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, cache)
-    except OSError as e:
-        print(f"mbiapo: warning: could not cache the fitted model ({e})", file=sys.stderr)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (name + ".tmp")
+        torch.save({"model": agent.model.state_dict(), "rollout": agent.rollout.state_dict(),
+                    "info": info}, tmp)
+        os.replace(tmp, folder / name)
     return agent, {"value_source": f"fitted on {data}", **info}
 
 
-def _load_fitted(agent: Agent, state: dict, cache: Path) -> None:
+def _load_fitted(agent: Agent, cache: Path) -> dict:
+    """Load a cached fit into ``agent``; returns the fit's info."""
     try:
+        state = torch.load(cache, map_location=agent.device, weights_only=True)
         agent.model.load_state_dict(state["model"])
         agent.rollout.load_state_dict(state["rollout"])
-    except (RuntimeError, KeyError) as e:
-        raise MbiapoError(f"{cache}: unreadable cache of a fitted model ({str(e)[:200]}); "
-                          f"delete it to refit") from None
+        return state["info"]
+    except Exception as e:  # torch.load raises many types on truncated files
+        reason = " ".join(str(e).split())[:200]
+        raise MbiapoError(f"{cache}: unreadable cache of a fitted model ({reason}); delete "
+                          f"it to refit") from None
 
 
 def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) -> dict:

@@ -9,6 +9,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from mbiapo.agent import Agent
+from mbiapo.checkpoint import save_checkpoint
 from mbiapo.errors import MbiapoError
 from mbiapo.sweep import RAY_MISSING, load_sweep, plan_runs
 from tests.helpers import TINY, error_line, run_cli
@@ -86,25 +88,30 @@ def test_a_missing_sweep_file_is_one_line(tmp_path, capsys):
     assert "not found" in error_line(capsys, "sweep", tmp_path / "none.yaml")
 
 
-def planted_run(tmp_path, checkpoint: bytes, **train):
-    """The folder of the sweep's first run, holding ``checkpoint`` and its config with
-    ``train`` settings changed."""
+def planted_run(tmp_path, checkpoint: bytes | None, **train):
+    """The folder of the sweep's first run, holding ``checkpoint`` (None: a real one of an
+    untrained agent) and its config with ``train`` settings changed."""
     path = tiny_sweep(tmp_path)
     run = plan_runs(load_sweep(path), tmp_path / "out")[0]
     run.out.mkdir(parents=True)
-    (run.out / "checkpoint.pt").write_bytes(checkpoint)
     for key, value in train.items():
         run.cfg.train[key] = value
+    if checkpoint is None:
+        save_checkpoint(run.out / "checkpoint.pt", Agent(run.cfg, 4, 1), {"step": 0})
+    else:
+        (run.out / "checkpoint.pt").write_bytes(checkpoint)
     OmegaConf.save(run.cfg, run.out / "config.yaml")
     return path, run.out
 
 
 def test_a_folder_holding_another_config_stops_the_sweep(tmp_path, capsys):
-    path, run = planted_run(tmp_path, b"user data", gamma=0.5, steps=50)
+    """The checkpoint's config is the run's (config.yaml is a copy for people)."""
+    path, run = planted_run(tmp_path, None, gamma=0.5, steps=50)
+    saved = (run / "checkpoint.pt").read_bytes()
     line = error_line(capsys, "sweep", path, "--out", tmp_path / "out")
     assert f"{run} holds a run with another config" in line
-    assert "train.gamma: 0.5 here, 0.99 in the sweep" in line
-    assert (run / "checkpoint.pt").read_bytes() == b"user data"
+    assert "train.gamma: 0.5 there, 0.99 in the sweep" in line
+    assert (run / "checkpoint.pt").read_bytes() == saved
 
 
 def test_plan_reports_an_unreadable_checkpoint(tmp_path):

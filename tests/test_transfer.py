@@ -105,7 +105,7 @@ def test_transfer_without_replay_data_says_what_to_pass(runs, capsys, tmp_path):
     assert "no replay data" in line and "--value" in line and "--data" in line
     assert main(["plan", "--checkpoint", str(bare), "--model-based", "--data",
                  str(tmp_path / "none.h5")]) == 2
-    assert "data file not found" in _error(capsys)
+    assert "dataset not found" in _error(capsys)
 
 
 def test_value_checkpoint_for_another_env_is_refused(runs, capsys, tmp_path):

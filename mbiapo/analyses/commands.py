@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mbiapo.config import PLANNER_NAMES, VALUE_KINDS
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_new_file
 
 
 def _common(p: argparse.ArgumentParser, out: str, states: bool = True) -> None:
@@ -186,10 +187,7 @@ def cmd_states(args) -> dict:
     from mbiapo.checkpoint import load_agent
 
     _positive(n=args.n, episodes=args.episodes)
-    if args.out.exists() and not args.force:
-        raise MbiapoError(f"{args.out} exists; choose another --out or pass --force")
-    if not args.out.parent.is_dir():
-        raise MbiapoError(f"folder {args.out.parent} does not exist")
+    check_new_file(args.out, args.force)
     agent, _ = load_agent(args.checkpoint, args.device)
     states = collect_states(agent, args.n, args.seed, args.episodes, args.deterministic)
     save_states(args.out, states, agent, {"checkpoint": str(args.checkpoint), "seed": args.seed,

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from mbiapo.agent import Agent
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_writable_folder
 from mbiapo.planners import Objective, Planner
 from mbiapo.planners.base import Clock
 from mbiapo.value import ModelFreeValue
@@ -96,8 +97,7 @@ def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
 
 def output_dir(out: Path, force: bool) -> Path:
     """Create ``out``; refuse a non-empty folder unless ``force`` (never clobber results)."""
-    if out.exists() and not out.is_dir():
-        raise MbiapoError(f"--out {out} is a file, not a folder")
+    check_writable_folder(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise MbiapoError(f"--out {out} exists and is not empty; choose another folder or "
                           f"pass --force to overwrite its results")
