@@ -20,7 +20,7 @@ def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     """A flat-Box-observation, Box-action env whose actions lie in [-1, 1]."""
     if env_id == NO_ENV:
         raise MbiapoError("no environment to run: the agent was trained offline on a dataset "
-                          "that names none; pass --env ENV_ID")
+                          "that names none (evaluate and plan take --env ENV_ID)")
     try:
         env = gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.Error as e:

@@ -322,7 +322,7 @@ def test_an_offline_run_without_an_env_is_evaluated_with_env(tmp_path, capsys):
                            "--steps", "40", *RUN)
     assert code == 0, err
     evaluate = ["evaluate", "--checkpoint", tmp_path / "off", "--episodes", "1"]
-    assert "pass --env ENV_ID" in error_line(capsys, *evaluate)
+    assert "take --env ENV_ID" in error_line(capsys, *evaluate)
     assert "differs from the checkpoint's" not in error_line(capsys, *evaluate, "--env",
                                                              "NoSuchEnv-v0")
     code, _, err = run_cli(capsys, *evaluate, "--env", "InvertedPendulum-v5")
