@@ -51,7 +51,7 @@ def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Pla
     raise MbiapoError(f"unknown planner '{name}'; choose one of: direct, iterative, adam, cem")
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """``torch.device(name)``, or one MbiapoError line for a name torch does not know or a
     device this machine lacks."""
     try:
@@ -93,7 +93,7 @@ class Agent(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.device = _device(cfg.train.device)
+        self.device = resolve_device(cfg.train.device)
         v, t = cfg.value, cfg.train
         self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers, v.activation,
                            v.layer_norm)

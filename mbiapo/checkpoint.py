@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mbiapo.agent import Agent
+from mbiapo.agent import Agent, resolve_device
 from mbiapo.config import from_container
 from mbiapo.errors import MbiapoError
 
@@ -49,6 +49,7 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise MbiapoError(f"checkpoint not found: {path}")
+    device = resolve_device(device)  # a device this machine lacks is one line, not a load error
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch.load raises many types on foreign or truncated files

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from mbiapo import run_folder
 from mbiapo.checkpoint import read_checkpoint
@@ -335,3 +336,9 @@ def test_resume_refuses_a_folder_without_a_run(tmp_path, capsys):
     with pytest.raises(MbiapoError, match="never saved a checkpoint"):
         (tmp_path / "metrics.csv").write_text("step\n")
         run_folder.check_resumable(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_named_not_a_load_error(run_copy, capsys):
+    line = error_line(capsys, "evaluate", "--checkpoint", run_copy, "--device", "cuda")
+    assert "device 'cuda' asked for, but torch sees no CUDA device here" in line
