@@ -23,32 +23,19 @@ from torch import Tensor, nn
 
 from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
-from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
-from mbiapo.models.world_model import WorldModel
 from mbiapo.objective import SoftObjective, soft_value_and_grad_transform
-from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, Planner
-from mbiapo.value import ModelBasedValue, ModelFreeValue, ValueEstimate
+from mbiapo.planners import PLANNERS, Planner, planner_settings
+from mbiapo.value import VALUES, ModelFreeValue
 
 SMALL_BATCH = 16
 """Acting on at most this many states runs on one intra-op thread (see ``Agent.act``)."""
 
 
-def build_planner(name: str, cfg: DictConfig, obs_dim: int, act_dim: int) -> Planner:
-    """A planner from the ``planner`` config group."""
-    net = {"hidden": cfg.hidden, "layers": cfg.layers, "activation": cfg.activation,
-           "layer_norm": cfg.layer_norm}
-    if name == "direct":
-        return DirectPlanner(obs_dim, act_dim, **net)
-    if name == "iterative":
-        return IterativePlanner(obs_dim, act_dim, cfg.iters, **net)
-    if name == "adam":
-        return AdamPlanner(act_dim, cfg.iters, cfg.adam_lr)
-    if name == "cem":
-        return CEMPlanner(act_dim, cfg.iters, cfg.cem_samples, cfg.cem_elites,
-                          cfg.cem_smoothing)
-    raise MbiapoError(f"unknown planner '{name}'; choose one of: direct, iterative, adam, cem")
+def build_planner(cfg: DictConfig, obs_dim: int, act_dim: int) -> Planner:
+    """The planner a ``planner`` config group names, built from its settings."""
+    return PLANNERS.get(cfg.name).build(obs_dim, act_dim, **planner_settings(cfg))
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -98,26 +85,18 @@ class Agent(nn.Module):
         self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers, v.activation,
                            v.layer_norm)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.planner = build_planner(cfg.planner.name, cfg.planner, obs_dim, act_dim)
+        self.planner = build_planner(cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))
         self.target_entropy = -float(act_dim) if t.target_entropy is None else t.target_entropy
         # hot-path settings as plain numbers (reading a DictConfig costs ~10 us per access)
         self.beta_train, self.beta_collect = float(v.beta_train), float(v.beta_collect)
         self.samples, self.train_samples = cfg.planner.samples, cfg.planner.train_samples
         self.gamma, self.tau = float(t.gamma), float(t.tau)
-        self.model = self.rollout = None
+        self.model = self.rollout = None  # set by the model-based estimator's builder
         self.compiled_value_and_grad = None  # see compile_value_gradient
-        self.value: ValueEstimate = ModelFreeValue(self.q)
-        self.target_value: ValueEstimate = ModelFreeValue(self.q_target)
-        if v.kind == "model-based":
-            self.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers,
-                                    v.model_activation, v.model_layer_norm)
-            self.rollout = DirectPolicyNet(obs_dim, act_dim, v.rollout_hidden, v.rollout_layers,
-                                           v.rollout_activation, v.rollout_layer_norm)
-            mb = (self.model, self.rollout, self.log_alpha, t.gamma, v.retrace_lambda, v.horizon)
-            self.value = ModelBasedValue(self.q, *mb)
-            if v.model_targets:
-                self.target_value = ModelBasedValue(self.q_target, *mb)
+        built = VALUES.get(v.kind).build(self)
+        self.value, self.target_value = built if isinstance(built, tuple) \
+            else (built, ModelFreeValue(self.q_target))
         self.to(self.device)
         self.q_opt = _adam(self.q.parameters(), t.lr)
         # the planner and the temperature step together: one optimizer, two groups
@@ -157,15 +136,24 @@ class Agent(nn.Module):
             lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad_transform(
                 lambda actions: value(obs, actions, beta), mu, log_std, alpha, samples))
 
-    def planner_named(self, name: str | None) -> Planner:
-        """The trained planner, or an untrained one (adam, cem) built from the config."""
-        if name is None or name == self.cfg.planner.name:
+    def planner_named(self, name: str | None, overrides: list[str] = ()) -> Planner:
+        """The trained planner (``name`` None or its own), or another one built from its
+        config group with ``planner.key=value`` ``overrides``. A trained planner's settings
+        come from the checkpoint (its iterations change per call: ``plan(iters=...)``)."""
+        own = name is None or name == self.cfg.planner.name
+        if own and not overrides:
             return self.planner
-        if name in ("direct", "iterative"):
+        name = self.cfg.planner.name if own else name
+        if PLANNERS.get(name).build.trainable:
+            if own:
+                raise MbiapoError(f"the trained {name} planner's settings come from its "
+                                  f"checkpoint; planner overrides apply to untrained planners "
+                                  f"(use --iters for its iterations)")
+            untrained = [n for n in PLANNERS.names() if not PLANNERS.get(n).build.trainable]
             raise MbiapoError(f"this checkpoint trained a '{self.cfg.planner.name}' planner, "
-                              f"so it has no trained '{name}' planner; use "
-                              f"{self.cfg.planner.name}, adam or cem")
-        return build_planner(name, planner_group(name, self.cfg.planner), self.obs_dim,
+                              f"so it has no trained '{name}' planner; use one of: "
+                              f"{', '.join([self.cfg.planner.name, *untrained])}")
+        return build_planner(planner_group(name, self.cfg.planner, overrides), self.obs_dim,
                              self.act_dim)
 
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,

@@ -11,11 +11,13 @@ import numpy as np
 import torch
 
 from mbiapo.agent import Agent
-from mbiapo.config import PLANNER_NAMES, compose
+from mbiapo.config import compose
+from mbiapo.planners import PLANNERS, DirectPlanner, IterativePlanner, untrained_planners
 from mbiapo.replay import ReplayBuffer
 
 ENV_ID = "HalfCheetah-v5"
 OBS_DIM, ACT_DIM = 17, 6
+DIRECT, ITERATIVE = PLANNERS.name_of(DirectPlanner), PLANNERS.name_of(IterativePlanner)
 
 
 def _rates(fns: dict, seconds: float, rounds: int = 5, warmup: int = 3) -> dict[str, float]:
@@ -76,7 +78,7 @@ def agent_act(planner: str, value: str = "model-free", compiled: bool = False,
               device: str = "cpu"):
     """A function planning one action (batch 1) with the given planner (with ``compiled``,
     through ``Agent.compile_value_gradient``; the first call compiles)."""
-    trained = planner if planner in ("direct", "iterative") else "direct"
+    trained = planner if PLANNERS.get(planner).build.trainable else DIRECT
     agent = _agent(trained, value, device, compiled)
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
@@ -112,15 +114,16 @@ def sb3_update(steps: int = 10, device: str = "cpu"):
 
 def compare_seconds(states: int = 100, iters: int = 100) -> float:
     """Wall-clock of ``mbiapo compare``'s work (planning and scoring, no file output) for
-    iterative, adam, cem and direct planners on ``states`` random HalfCheetah-shaped states."""
+    the iterative, direct and every untrained planner on ``states`` random HalfCheetah-shaped
+    states."""
     from mbiapo.analyses.common import agent_objective
     from mbiapo.analyses.compare import compare
 
     torch.manual_seed(0)
-    agent = Agent(compose(ENV_ID, "iterative"), OBS_DIM, ACT_DIM)
-    direct = Agent(compose(ENV_ID, "direct"), OBS_DIM, ACT_DIM)
-    planners = {"iterative": agent.planner, "adam": agent.planner_named("adam"),
-                "cem": agent.planner_named("cem"), "direct": direct.planner}
+    agent = Agent(compose(ENV_ID, ITERATIVE), OBS_DIM, ACT_DIM)
+    direct = Agent(compose(ENV_ID, DIRECT), OBS_DIM, ACT_DIM)
+    planners = {ITERATIVE: agent.planner, DIRECT: direct.planner,
+                **{name: agent.planner_named(name) for name in untrained_planners()}}
     obs = torch.randn(states, OBS_DIM)
     start = time.perf_counter()
     compare(planners, agent_objective(agent, None, None), agent_objective(agent, None, 100),
@@ -182,7 +185,7 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"env_shapes": ENV_ID, "device": device,
                     "torch_threads": torch.get_num_threads()}
-    planners = ("direct", "iterative")
+    planners = (DIRECT, ITERATIVE)
     updates = {p: agent_update(p, device=device) for p in planners}
     updates |= {f"{p}_compiled": agent_update(p, compiled=True, device=device) for p in planners}
     if with_model_based:
@@ -200,20 +203,21 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         rates["sb3_sac"] *= sb3_steps
     result |= {f"updates_per_s_{name}": rate for name, rate in rates.items()}
     for suffix in ("", "_compiled"):
-        result[f"iterative_update_cost_vs_direct{suffix}"] = (rates[f"direct{suffix}"]
-                                                             / rates[f"iterative{suffix}"])
+        result[f"{ITERATIVE}_update_cost_vs_{DIRECT}{suffix}"] = (
+            rates[f"{DIRECT}{suffix}"] / rates[f"{ITERATIVE}{suffix}"])
         if "sb3_sac" in rates:
-            result[f"direct_speedup_vs_sb3{suffix}"] = rates[f"direct{suffix}"] / rates["sb3_sac"]
+            result[f"{DIRECT}_speedup_vs_sb3{suffix}"] = (rates[f"{DIRECT}{suffix}"]
+                                                          / rates["sb3_sac"])
     if with_model_based:
-        for p in ("direct", "iterative"):
+        for p in planners:
             result[f"model_based_update_rate_vs_model_free_{p}"] = rates[f"mb_{p}"] / rates[p]
     log("measuring acting latency (batch 1) per planner...")
-    acts = {planner: agent_act(planner, device=device) for planner in PLANNER_NAMES}
-    acts["iterative_compiled"] = agent_act("iterative", compiled=True, device=device)
+    acts = {planner: agent_act(planner, device=device) for planner in PLANNERS.names()}
+    acts[f"{ITERATIVE}_compiled"] = agent_act(ITERATIVE, compiled=True, device=device)
     if with_model_based:
-        acts["mb_iterative"] = agent_act("iterative", "model-based", device=device)
+        acts["mb_iterative"] = agent_act(ITERATIVE, "model-based", device=device)
         log("compiling the model-based value gradient (plan --compile)...")
-        acts["mb_iterative_compiled"] = agent_act("iterative", "model-based", compiled=True,
+        acts["mb_iterative_compiled"] = agent_act(ITERATIVE, "model-based", compiled=True,
                                                   device=device)
         start = time.perf_counter()
         acts["mb_iterative_compiled"]()
@@ -226,8 +230,9 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         result |= {f"mb_iterative_act_{key}": value for key, value in busy.items()}
     if compare_size:
         states, iters = compare_size
-        log(f"timing compare: {states} states x 4 planners x {iters} iterations...")
-        result[f"compare_seconds_{states}x4x{iters}"] = compare_seconds(states, iters)
+        count = 2 + len(untrained_planners())
+        log(f"timing compare: {states} states x {count} planners x {iters} iterations...")
+        result[f"compare_seconds_{states}x{count}x{iters}"] = compare_seconds(states, iters)
     if dataset_rows:
         log(f"timing dataset loading: {dataset_rows} transitions, with and without "
             f"next_observations...")

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mbiapo.agent import Agent, resolve_device
-from mbiapo.config import from_container
+from mbiapo.config import from_container, plugins_of
 from mbiapo.errors import MbiapoError
 
 FORMAT = "mbiapo-checkpoint"
@@ -27,6 +27,7 @@ def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": OmegaConf.to_container(agent.cfg, resolve=True),
+        "plugins": plugins_of(agent.cfg),  # {"planner"/"value": plugin} beyond the built-ins
         "env_id": agent.cfg.env.id,
         "obs_dim": agent.obs_dim,
         "act_dim": agent.act_dim,
@@ -140,7 +141,8 @@ def _upgrade_optimizer_state(agent: Agent, payload: dict) -> dict:
 def load_agent(path: str | Path, device: str = "cpu") -> tuple[Agent, dict]:
     """Rebuild the agent (modules and optimizers) from a checkpoint."""
     payload = read_checkpoint(path, device)
-    cfg = from_container(payload["config"])
+    cfg = from_container({**payload["config"], "plugins": payload.get("plugins")},
+                         payload["path"])
     cfg.train.device = device
     agent = Agent(cfg, payload["obs_dim"], payload["act_dim"])
     try:

@@ -13,18 +13,40 @@ import numpy as np
 
 from mbiapo import dataset_commands, sweep_commands
 from mbiapo.analyses import commands as analyses
-from mbiapo.config import PLANNER_NAMES, VALUE_KINDS, compose
+from mbiapo.config import compose
 from mbiapo.errors import MbiapoError
+from mbiapo.planners import PLANNERS
+from mbiapo.registry import load_plugins
+from mbiapo.value import VALUES
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every (sub)command takes --plugin (loaded before parsing: ``_plugin_specs``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                          help="import MODULE (or FILE.py) first: it may register planners "
+                          "and value estimators (repeatable)")
+
     def error(self, message: str):  # one line instead of usage + message
         raise MbiapoError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+def _plugin_specs(argv: list[str]) -> list[str]:
+    """The --plugin values of a command line."""
+    specs = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            specs.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            specs.append(arg.partition("=")[2])
+    return specs
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
-    p.add_argument("--planner", choices=PLANNER_NAMES, help="plan with this planner "
+    p.add_argument("--planner", choices=PLANNERS.names(), help="plan with this planner "
                    "(default: the one the checkpoint trained)")
     p.add_argument("--iters", type=int, help="planner iterations per action")
     p.add_argument("--episodes", type=int, default=10)
@@ -33,6 +55,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    "dataset that names none (else the checkpoint's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of an untrained --planner, e.g. planner.population=50")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train online. Writes OUT/config.yaml, OUT/metrics.csv, "
                        "OUT/checkpoint.pt (+ OUT/replay.h5). Ctrl-C saves a checkpoint.")
     p.add_argument("--env", help="gymnasium id, e.g. HalfCheetah-v5")
-    p.add_argument("--planner", choices=PLANNER_NAMES)
-    p.add_argument("--value", choices=VALUE_KINDS, help="value estimate (value.kind)")
+    p.add_argument("--planner", choices=PLANNERS.names())
+    p.add_argument("--value", choices=VALUES.names(), help="value estimate (value.kind)")
     p.add_argument("--steps", type=int, help="environment steps (train.steps)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--out", type=Path, help="run folder")
@@ -149,7 +173,7 @@ def _load_for_run(args):
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     if args.iters is not None and args.iters < 1:
         raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
-    return agent, agent.planner_named(args.planner)
+    return agent, agent.planner_named(args.planner, args.overrides)
 
 
 def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict:
@@ -214,7 +238,7 @@ def cmd_plan(args) -> dict:
     else:
         agent, info = transfer.fitted(mf, args.checkpoint, args.data, args.fit_steps, args.seed)
     name = args.planner or mf.cfg.planner.name
-    mb_planner = agent.planner_named(args.planner)
+    mb_planner = agent.planner_named(args.planner, args.overrides)
     compiled = _compile(agent, mb_planner) if args.compile else {}
     print(f"planning with the {name} planner against the model-based value...", file=sys.stderr)
     result = _summary(agent, name, _episodes(agent, mb_planner, args, True), True)
@@ -265,9 +289,10 @@ def _keep_freed_memory() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _keep_freed_memory()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser.parse_args(argv)
+        load_plugins(_plugin_specs(argv))  # before the parser: they add --planner choices
+        args = build_parser().parse_args(argv)
         handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "plan": cmd_plan,
                     "bench": cmd_bench, **dataset_commands.HANDLERS, **analyses.HANDLERS,
                     **sweep_commands.HANDLERS}

@@ -1,11 +1,14 @@
 """Typed configuration: omegaconf structured configs, composed from YAML in ``configs/``.
 
-Composition order (later wins): dataclass defaults -> ``configs/default.yaml`` ->
+The ``planner`` and ``value`` groups take the typed config their registered planner and value
+estimator declare (``mbiapo.planners.register``, ``mbiapo.value.register``), so each has its
+own keys. Composition order (later wins): dataclass defaults -> ``configs/default.yaml`` ->
 ``configs/planner/<name>.yaml`` -> ``configs/value/<kind>.yaml`` -> ``configs/env/<id>.yaml``
 (if present) -> ``--config FILE`` -> ``key=value`` overrides. Unknown keys and bad values
 raise ``MbiapoError`` naming the valid choices.
 """
 
+import copy
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,57 +18,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mbiapo.errors import MbiapoError
 from mbiapo.models.mlp import check_shape
-
-PLANNER_NAMES = ("direct", "iterative", "adam", "cem")
-VALUE_KINDS = ("model-free", "model-based")
+from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
+from mbiapo.value import VALUES, ValueConfig
 
 
 @dataclass
 class EnvConfig:
     id: str = MISSING  # a gymnasium id, e.g. HalfCheetah-v5
     max_episode_steps: int | None = None  # None: the env's own time limit
-
-
-@dataclass
-class PlannerConfig:
-    name: str = "direct"  # one of PLANNER_NAMES; direct and iterative are trained
-    iters: int = 5  # iterations per action (iterative K; adam/cem steps)
-    samples: int = 10  # action samples per J estimate when acting
-    train_samples: int = 1  # action samples per J estimate in updates
-    # the trained planners' network (direct: the policy MLP; iterative: the amortizer's trunk)
-    hidden: int = 256
-    layers: int = 2
-    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
-    layer_norm: bool = False
-    adam_lr: float = 0.01
-    cem_samples: int = 100
-    cem_elites: int = 10
-    cem_smoothing: float = 0.0
-
-
-@dataclass
-class ValueConfig:
-    kind: str = "model-free"  # one of VALUE_KINDS
-    members: int = 2  # Q ensemble size
-    hidden: int = 256  # Q networks
-    layers: int = 2
-    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
-    layer_norm: bool = False
-    beta_train: float = 1.0  # pessimism for planner training and targets
-    beta_collect: float = 1.0  # pessimism while acting
-    # model-based only (paper A.5, Tables 8-9)
-    horizon: int = 2  # model rollout steps h combined by Retrace
-    retrace_lambda: float = 0.9
-    model_hidden: int = 256  # world model (dynamics, reward and termination networks)
-    model_layers: int = 2
-    model_activation: str = "leaky_relu"
-    model_layer_norm: bool = True
-    rollout_hidden: int = 256  # rollout policy (direct, distilled from the planner)
-    rollout_layers: int = 2
-    rollout_activation: str = "relu"
-    rollout_layer_norm: bool = False
-    model_pretrain: int = 1000  # model updates when the random warm-up ends
-    model_targets: bool = True  # critic targets from the model-based estimate
 
 
 @dataclass
@@ -106,13 +66,13 @@ def _merge(cfg: DictConfig, other, source: str) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, other)
     except OmegaConfBaseException as e:
-        raise MbiapoError(f"{source}: {_describe(e)}") from None
+        raise MbiapoError(f"{source}: {_describe(e, cfg)}") from None
 
 
-def _describe(e: OmegaConfBaseException) -> str:
+def _describe(e: OmegaConfBaseException, cfg: DictConfig) -> str:
     key = getattr(e, "full_key", None)
     if type(e).__name__ == "ConfigKeyError" and key:
-        parent = OmegaConf.structured(Config)
+        parent = cfg
         for part in key.split(".")[:-1]:
             parent = parent.get(part) if isinstance(parent, DictConfig) else None
         valid = ", ".join(parent.keys()) if isinstance(parent, DictConfig) else ""
@@ -145,8 +105,7 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
 def compose(env_id: str | None = None, planner: str | None = None,
             config_file: str | None = None, overrides: list[str] = ()) -> DictConfig:
     """Build the resolved config; explicit arguments win over files, overrides win over all."""
-    cfg = OmegaConf.structured(Config)
-    cfg = _merge(cfg, load_yaml(_config_file("default.yaml")), "configs/default.yaml")
+    defaults = load_yaml(_config_file("default.yaml"))
     user = load_yaml(config_file) if config_file else OmegaConf.create()
     cli = parse_overrides(list(overrides))
     explicit = OmegaConf.create()
@@ -154,13 +113,15 @@ def compose(env_id: str | None = None, planner: str | None = None,
         explicit.env = {"id": env_id}
     if planner:
         explicit.planner = {"name": planner}
-    # Groups are chosen by the highest-priority source naming them.
-    top = OmegaConf.merge(user, explicit, cli)
-    planner_name = OmegaConf.select(top, "planner.name", default=cfg.planner.name)
-    value_kind = OmegaConf.select(top, "value.kind", default=cfg.value.kind)
+    # Groups are chosen by the highest-priority source naming them; each takes its schema.
+    top = OmegaConf.merge(defaults, user, explicit, cli)
+    planner_name = OmegaConf.select(top, "planner.name")
+    value_kind = OmegaConf.select(top, "value.kind")
     env_name = OmegaConf.select(top, "env.id", default=None)
-    _check_choice("planner.name", planner_name, PLANNER_NAMES)
-    _check_choice("value.kind", value_kind, VALUE_KINDS)
+    cfg = OmegaConf.structured(Config)
+    cfg.planner = OmegaConf.structured(PLANNERS.get(planner_name).config)
+    cfg.value = OmegaConf.structured(VALUES.get(value_kind).config)
+    cfg = _merge(cfg, defaults, "configs/default.yaml")
     for group, name in (("planner", planner_name), ("value", value_kind), ("env", env_name)):
         path = _config_file(group, f"{name}.yaml") if name else None
         if path:
@@ -178,39 +139,54 @@ def compose(env_id: str | None = None, planner: str | None = None,
 
 
 def planner_group(name: str, base: DictConfig, overrides: list[str] = ()) -> DictConfig:
-    """``base`` (a planner config) with ``configs/planner/<name>.yaml``'s planner settings
-    and then ``planner.key=value`` overrides on top: how a checkpoint builds a planner it was
-    not trained with."""
-    _check_choice("planner", name, PLANNER_NAMES)
-    group = load_yaml(_config_file("planner", f"{name}.yaml"))
-    cfg = _merge(base, group.get("planner", {}), f"configs/planner/{name}.yaml")
+    """The config of planner ``name`` for an agent whose planner config is ``base``: its
+    typed defaults, ``configs/planner/<name>.yaml``'s planner settings (if any), the agent's
+    own settings (``AGENT_FIELDS`` but the name) and ``planner.key=value`` overrides on top.
+    How a checkpoint builds a planner it was not trained with."""
+    cfg = OmegaConf.structured(PLANNERS.get(name).config)
+    path = _config_file("planner", f"{name}.yaml")
+    if path:
+        cfg = _merge(cfg, load_yaml(path).get("planner", {}), f"configs/planner/{name}.yaml")
+    cfg.samples, cfg.train_samples, cfg.name = base.samples, base.train_samples, name
     cli = parse_overrides(list(overrides))
     if set(cli) - {"planner"}:
         raise MbiapoError(f"only planner.* settings can be overridden here, got "
                           f"{', '.join(overrides)}")
+    if "name" in cli.get("planner", {}):
+        raise MbiapoError("choose the planner with --planner (or --planners), not planner.name")
     cfg = _merge(cfg, cli.get("planner", {}), "override")
-    if not 0 < cfg.cem_elites <= cfg.cem_samples or cfg.iters < 1 or cfg.samples < 1:
-        raise MbiapoError("planner overrides need iters, samples >= 1 and "
-                          "0 < cem_elites <= cem_samples")
+    _validate_planner(cfg)
     return cfg
 
 
-def _check_choice(key: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise MbiapoError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+def overrides_for(name: str, overrides: list[str]) -> list[str]:
+    """The ``planner.key=value`` overrides that are settings of planner ``name``."""
+    keys = set(OmegaConf.structured(PLANNERS.get(name).config).keys())
+    return [item for item in overrides
+            if item.startswith("planner.") and item.partition("=")[0][8:] in keys]
+
+
+def _validate_planner(cfg: DictConfig) -> None:
+    for key in ("iters", "samples", "train_samples"):
+        if cfg[key] < 1:
+            raise MbiapoError(f"planner.{key} must be >= 1, got {cfg[key]}")
+    problem = PLANNERS.get(cfg.name).config.check(cfg)
+    if problem:
+        raise MbiapoError(problem)
+    if "hidden" in cfg:
+        check_network(cfg, "")
 
 
 def validate(cfg: DictConfig) -> None:
     """Checks omegaconf's types cannot express; raises MbiapoError."""
-    _check_choice("planner.name", cfg.planner.name, PLANNER_NAMES)
-    _check_choice("value.kind", cfg.value.kind, VALUE_KINDS)
+    PLANNERS.get(cfg.planner.name)
+    VALUES.get(cfg.value.kind)
     if OmegaConf.is_missing(cfg.env, "id"):
         raise MbiapoError("no environment given: pass --env ENV_ID (e.g. HalfCheetah-v5)")
     positive = {
         "train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
-        "train.buffer_size": cfg.train.buffer_size, "planner.iters": cfg.planner.iters,
-        "planner.samples": cfg.planner.samples, "planner.train_samples": cfg.planner.train_samples,
-        "value.members": cfg.value.members, "train.eval_episodes": cfg.train.eval_episodes,
+        "train.buffer_size": cfg.train.buffer_size, "value.members": cfg.value.members,
+        "train.eval_episodes": cfg.train.eval_episodes,
     }
     for key, value in positive.items():
         if value < 1:
@@ -222,15 +198,14 @@ def validate(cfg: DictConfig) -> None:
         raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {lam}")
     if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
-    if not 0 < cfg.planner.cem_elites <= cfg.planner.cem_samples:
-        raise MbiapoError("planner.cem_elites must lie in [1, planner.cem_samples]")
-    for group, prefix in NETWORKS:
-        check_network(cfg[group], prefix)
+    _validate_planner(cfg.planner)
+    for prefix in VALUE_NETWORKS:
+        check_network(cfg.value, prefix)
 
 
-NETWORKS = (("planner", ""), ("value", ""), ("value", "model_"), ("value", "rollout_"))
-"""Each network's settings: (config group, key prefix) of its hidden, layers, activation and
-layer_norm keys."""
+VALUE_NETWORKS = ("", "model_", "rollout_")
+"""The value group's networks: the key prefix of each one's hidden, layers, activation and
+layer_norm (the planner group's, without prefix, where the planner has a network)."""
 
 
 def check_network(group: DictConfig, prefix: str) -> None:
@@ -244,7 +219,7 @@ def check_network(group: DictConfig, prefix: str) -> None:
 
 
 def flatten(cfg: DictConfig) -> dict:
-    """{"group.key": value} of a config, e.g. {"planner.name": "direct", ...}."""
+    """{"group.key": value} of a config, e.g. {"train.lr": 0.0003, ...}."""
     flat = {}
     for group, values in OmegaConf.to_container(cfg, resolve=True).items():
         items = values.items() if isinstance(values, dict) else [(None, values)]
@@ -259,8 +234,43 @@ def differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = ()) -> l
             if k not in ignore and fa.get(k) != fb.get(k)]
 
 
-def from_container(data: dict) -> DictConfig:
-    """A config saved in a checkpoint or run folder, re-typed against the schema."""
-    cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(data), "saved config")
+# planner settings of mbiapo <= 0.2, when every planner's sat in one group: (the config that
+# has it now, its new name); planners with another config drop them
+_OLD_PLANNER_KEYS = {"adam_lr": (AdamConfig, "lr"), "cem_samples": (CEMConfig, "population"),
+                     "cem_elites": (CEMConfig, "elites"),
+                     "cem_smoothing": (CEMConfig, "smoothing")}
+
+
+def from_container(data: dict, needed_by: str = "") -> DictConfig:
+    """A config saved in a checkpoint or run folder, re-typed against the schemas of its
+    planner and value estimator (``needed_by`` names the file, for the error that a plugin
+    registering one of them is not loaded)."""
+    data = copy.deepcopy(data)
+    planner = data.get("planner", {})
+    for old, (config, new) in _OLD_PLANNER_KEYS.items():
+        if old in planner:
+            value = planner.pop(old)
+            if planner.get("name") in PLANNERS and PLANNERS.get(planner["name"]).config is config:
+                planner[new] = value
+    cfg = OmegaConf.structured(Config)
+    defaults = load_yaml(_config_file("default.yaml"))
+    for group, registry, key in (("planner", PLANNERS, "name"), ("value", VALUES, "kind")):
+        name = data.get(group, {}).get(key, defaults[group][key])
+        if name not in registry:
+            plugin = (data.get("plugins") or {}).get(group)
+            hint = f" (registered by the plugin '{plugin}': pass --plugin {plugin})" \
+                if plugin else ""
+            raise MbiapoError(f"{needed_by or 'saved config'}: needs the {registry.kind} "
+                              f"'{name}', which is not registered{hint}")
+        cfg[group] = OmegaConf.structured(registry.get(name).config)
+    cfg = _merge(cfg, OmegaConf.create({k: v for k, v in data.items() if k != "plugins"}),
+                 "saved config")
     validate(cfg)
     return cfg
+
+
+def plugins_of(cfg: DictConfig) -> dict[str, str]:
+    """{"planner": plugin, "value": plugin}: the plugins that registered a config's planner
+    and value estimator (only those not built in), for checkpoints to record."""
+    entries = {"planner": PLANNERS.get(cfg.planner.name), "value": VALUES.get(cfg.value.kind)}
+    return {group: entry.plugin for group, entry in entries.items() if entry.plugin}

@@ -3,9 +3,9 @@ the handlers so that ``mbiapo --help`` stays fast."""
 
 from pathlib import Path
 
-from mbiapo.config import PLANNER_NAMES
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_new_file
+from mbiapo.planners import PLANNERS
 
 
 def add_parsers(sub) -> None:
@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--env", help="environment for --random without a checkpoint")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--out", type=Path, required=True, help="FILE.h5 to write")
-    p.add_argument("--planner", choices=PLANNER_NAMES, help="default: the checkpoint's")
+    p.add_argument("--planner", choices=PLANNERS.names(), help="default: the checkpoint's")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian action noise "
                    "in [-1, 1] units")
     p.add_argument("--random", action="store_true", help="uniform random actions")

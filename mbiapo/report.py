@@ -26,7 +26,7 @@ PRIMARY = ["planner.name", "value.kind"]
 @dataclass
 class RunCurve:
     out: Path
-    config: dict  # flattened: {"planner.name": "direct", ...}
+    config: dict  # flattened: {"planner.name": ..., "train.lr": ...}
     steps: np.ndarray  # (E,) env steps of the evaluations
     returns: np.ndarray  # (E,) mean evaluation return at each
     updates_per_s: float  # training throughput, evaluation excluded (see _throughput)

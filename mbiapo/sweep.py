@@ -96,7 +96,7 @@ def _run_name(values: dict, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", "_".join([*parts, f"s{seed}"]))
 
 
-def plan_runs(sweep: Sweep, out: Path) -> list[Run]:
+def plan_runs(sweep: Sweep, out: Path, plugins: list[str] = ()) -> list[Run]:
     """One Run per grid combination and seed, with what to do about it; checks every config
     (and every existing run folder) before anything starts."""
     runs, names = [], set()
@@ -118,7 +118,7 @@ def plan_runs(sweep: Sweep, out: Path) -> list[Run]:
                 raise MbiapoError(f"{sweep.path}: run {name}: {e}") from None
             run_out = out.absolute() / name  # a Ray worker's cwd may differ
             args = ["train", "--out", str(run_out), *(["--config", base] if base else []),
-                    *overrides]
+                    *(f"--plugin={plugin}" for plugin in plugins), *overrides]
             runs.append(_with_action(Run(name, run_out, cfg, args, "start")))
     return runs
 
@@ -139,7 +139,8 @@ def _with_action(run: Run) -> Run:
     run.at_step = int(payload["step"])
     steps = run.cfg.train.steps
     run.action = "skip" if run.at_step >= steps else "resume"
-    run.args = ["train", "--resume", str(run.out), "--steps", str(steps)]
+    run.args = ["train", "--resume", str(run.out), "--steps", str(steps),
+                *(arg for arg in run.args if arg.startswith("--plugin="))]
     return run
 
 

@@ -50,7 +50,8 @@ def cmd_sweep(args) -> dict:
     sweep = load_sweep(args.sweep)
     out = args.out or Path("runs") / sweep.path.stem
     check_writable_folder(out)
-    runs = plan_runs(sweep, out)
+    runs = plan_runs(sweep, out, [str(Path(p).absolute()) if p.endswith(".py") else p
+                                  for p in args.plugin])
     count = {a: sum(r.action == a for r in runs) for a in ("start", "resume", "skip")}
     print(f"{len(runs)} runs in {out}: {count['start']} to start, {count['resume']} to "
           f"resume, {count['skip']} finished; each logs to its train.log", file=sys.stderr)

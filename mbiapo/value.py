@@ -1,20 +1,60 @@
-"""Value estimators: Q-hat(s, a) for batches of states and sampled actions."""
+"""Value estimators: Q-hat(s, a) for batches of states and sampled actions, their config
+group (``value``) and their registry (``value.kind``).
+
+A value estimator is registered with ``register(kind, build, config=ValueConfigSubclass)``:
+``build(agent) -> ValueEstimate`` or ``(estimate, target_estimate)`` (the second for critic
+targets, default: the model-free one on the target Q nets) is called while the agent is
+built, after its Q ensembles. Modules it sets on the agent are trained by nothing, but they
+are saved, loaded and moved to the device with it.
+"""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
 from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic
 from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.models.world_model import Prediction, WorldModel
+from mbiapo.registry import Registry
 
 ValueEstimate = Callable[[Tensor, Tensor, float], Tensor]
 """What the agent plans against: ``value(obs (B, S), actions (b, N, A), beta) -> Q-hat (b, N)``
 for the first b <= B states, differentiable w.r.t. the actions (planners take dJ/dlambda
 from autograd through it). ``beta`` is the pessimism to apply, where the estimate has any.
 ``ModelFreeValue`` and ``ModelBasedValue`` are two; any differentiable callable will do."""
+
+
+@dataclass
+class ValueConfig:
+    """The ``value`` group: the Q ensemble every agent has, pessimism, and the model-based
+    estimator's settings (paper A.5, Tables 8-9). A registered value estimator's config
+    subclasses it."""
+
+    kind: str = MISSING  # a registered value estimator (default: configs/default.yaml)
+    members: int = 2  # Q ensemble size
+    hidden: int = 256  # Q networks
+    layers: int = 2
+    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    layer_norm: bool = False
+    beta_train: float = 1.0  # pessimism for planner training and targets
+    beta_collect: float = 1.0  # pessimism while acting
+    # model-based only
+    horizon: int = 2  # model rollout steps h combined by Retrace
+    retrace_lambda: float = 0.9
+    model_hidden: int = 256  # world model (dynamics, reward and termination networks)
+    model_layers: int = 2
+    model_activation: str = "leaky_relu"
+    model_layer_norm: bool = True
+    rollout_hidden: int = 256  # rollout policy (direct, distilled from the planner)
+    rollout_layers: int = 2
+    rollout_activation: str = "relu"
+    rollout_layer_norm: bool = False
+    model_pretrain: int = 1000  # model updates when the random warm-up ends
+    model_targets: bool = True  # critic targets from the model-based estimate
 
 
 class ModelFreeValue:
@@ -97,3 +137,27 @@ class ModelBasedValue:
         """obs (B, S), actions (b, N, A) for the first b <= B states -> (b, N)."""
         obs = obs[: actions.shape[0]].unsqueeze(1).expand(-1, actions.shape[1], -1)
         return self.estimate(obs, actions, beta)
+
+
+def model_free(agent) -> tuple[ValueEstimate, ValueEstimate]:
+    return ModelFreeValue(agent.q), ModelFreeValue(agent.q_target)
+
+
+def model_based(agent) -> tuple[ValueEstimate, ValueEstimate]:
+    """Builds the agent's world model and rollout policy (``agent.model``, ``agent.rollout``),
+    which ``Agent.update`` then trains."""
+    v, t, obs_dim, act_dim = agent.cfg.value, agent.cfg.train, agent.obs_dim, agent.act_dim
+    agent.model = WorldModel(obs_dim, act_dim, v.model_hidden, v.model_layers,
+                             v.model_activation, v.model_layer_norm)
+    agent.rollout = DirectPolicyNet(obs_dim, act_dim, v.rollout_hidden, v.rollout_layers,
+                                    v.rollout_activation, v.rollout_layer_norm)
+    parts = (agent.model, agent.rollout, agent.log_alpha, t.gamma, v.retrace_lambda, v.horizon)
+    target = (ModelBasedValue(agent.q_target, *parts) if v.model_targets
+              else ModelFreeValue(agent.q_target))
+    return ModelBasedValue(agent.q, *parts), target
+
+
+VALUES = Registry("value estimator", ValueConfig)
+register = VALUES.register
+register("model-free", model_free)
+register("model-based", model_based)

@@ -1,10 +1,24 @@
 """Gradient ascent on lambda with ``torch.optim.Adam`` (a non-amortized baseline)."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN
-from mbiapo.planners.base import Callback, Clock, Objective, Plan, initial_params
+from mbiapo.planners.base import Callback, Clock, Objective, Plan, PlannerConfig, initial_params
+
+
+@dataclass
+class AdamConfig(PlannerConfig):
+    """Paper B.4: lr 0.01, 100 steps (10 samples per gradient: ``samples``)."""
+
+    iters: int = 100
+    lr: float = 0.01
+
+    @staticmethod
+    def check(cfg) -> str | None:
+        return None if cfg.lr > 0 else f"planner.lr must be > 0, got {cfg.lr}"
 
 
 class AdamPlanner:
@@ -12,7 +26,7 @@ class AdamPlanner:
 
     trainable = False
 
-    def __init__(self, act_dim: int, iters: int = 100, lr: float = 0.01):
+    def __init__(self, obs_dim: int, act_dim: int, iters: int = 100, lr: float = 0.01):
         self.act_dim = act_dim
         self.iters = iters
         self.lr = lr

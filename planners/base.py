@@ -19,10 +19,11 @@ Planners that are not trained ignore it.
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
 
@@ -74,6 +75,50 @@ class Plan:
 Callback = Callable[[int, Tensor, Tensor], None]
 """``callback(k, mu (B, A), log_std (B, A))`` after iteration k+1, with detached parameters
 that the planner may later change in place (clone what you keep)."""
+
+
+@dataclass
+class PlannerConfig:
+    """The ``planner`` config group: settings every planner has. A registered planner's
+    config subclasses it; the planner is built as ``cls(obs_dim, act_dim, **settings)`` with
+    every field except the agent's own (``AGENT_FIELDS``: which planner, and how many action
+    samples estimate J when acting and in updates)."""
+
+    name: str = MISSING  # a registered planner (default: configs/default.yaml)
+    iters: int = 5  # iterations per action
+    samples: int = 10  # action samples per J estimate when acting
+    train_samples: int = 1  # action samples per J estimate in updates
+
+    @staticmethod
+    def check(cfg) -> str | None:
+        """What is wrong with these settings beyond their types (one line), or None."""
+        return None
+
+
+AGENT_FIELDS = ("name", "samples", "train_samples")
+
+
+def planner_settings(cfg) -> dict:
+    """The constructor keywords of a planner config (a dataclass or a DictConfig)."""
+    return {k: getattr(cfg, k) for k in _field_names(cfg) if k not in AGENT_FIELDS}
+
+
+def _field_names(cfg) -> list[str]:
+    try:
+        return [f.name for f in fields(cfg)]
+    except TypeError:  # a DictConfig
+        return list(cfg.keys())
+
+
+@dataclass
+class NetworkPlannerConfig(PlannerConfig):
+    """Trained planners: their network (direct: the policy MLP; iterative: the amortizer's
+    trunk)."""
+
+    hidden: int = 256
+    layers: int = 2
+    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    layer_norm: bool = False
 
 
 class Planner(Protocol):

@@ -11,8 +11,9 @@ class DirectPlanner(nn.Module):
     trainable = True
     iters = 1
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2,
-                 activation: str = "relu", layer_norm: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, iters: int = 1, hidden: int = 256,
+                 layers: int = 2, activation: str = "relu", layer_norm: bool = False):
+        """``iters`` is ignored (one forward pass), taken for the uniform signature."""
         super().__init__()
         self.net = DirectPolicyNet(obs_dim, act_dim, hidden, layers, activation, layer_norm)
 

@@ -1,15 +1,19 @@
 """Shared test helpers: the tiny config and in-process CLI calls."""
 
 from mbiapo.cli import main
-from mbiapo.config import compose
+from mbiapo.config import compose, overrides_for
 
 TINY = ["planner.hidden=32", "value.hidden=32", "train.batch_size=32", "train.warmup_steps=50",
         "train.eval_every=100", "train.eval_episodes=2", "env.max_episode_steps=50"]
 
 
 def tiny_config(planner: str = "direct", env: str = "InvertedPendulum-v5", extra=()):
-    """A small, fast config (conftest's ``tiny_cfg`` fixture is the same, function-scoped)."""
-    return compose(env, planner, overrides=[*TINY, *extra])
+    """A small, fast config (conftest's ``tiny_cfg`` fixture is the same, function-scoped);
+    TINY's planner settings apply to the planners that have them."""
+    planner_keys = [item for item in TINY if item.startswith("planner.")]
+    tiny = [item for item in TINY if item not in planner_keys]
+    return compose(env, planner, overrides=[*tiny, *overrides_for(planner, planner_keys),
+                                            *extra])
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

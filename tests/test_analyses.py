@@ -34,7 +34,8 @@ def test_compare_summary_counts_iterations_to_the_iterative_planner_after_five()
     adam = [0.1 * (i + 1) for i in range(k)]  # mean over states adds 1: reaches 6 at i = 49
     cem = [4.0] * k
     summary = summarize({"iterative": _trace(iterative, 0.0125), "adam": _trace(adam, 0.01),
-                         "cem": _trace(cem, 0.02), "direct": _trace([7.0], 0.001)})
+                         "cem": _trace(cem, 0.02), "direct": _trace([7.0], 0.001)},
+                        trained="iterative")
     assert summary["reference"] == {"planner": "iterative", "iteration": 5, "J_mean": 6.0}
     planners = summary["planners"]
     assert planners["adam"]["iterations_to_reference"] == 50
@@ -52,7 +53,8 @@ def test_compare_summary_counts_iterations_to_the_iterative_planner_after_five()
 
 
 def test_compare_reference_is_the_iteratives_last_value_when_it_ran_fewer_than_five():
-    summary = summarize({"iterative": _trace([1.0, 3.0], 0.1), "adam": _trace([2.0, 4.0], 0.1)})
+    summary = summarize({"iterative": _trace([1.0, 3.0], 0.1), "adam": _trace([2.0, 4.0], 0.1)},
+                        trained="iterative")
     assert summary["reference"]["iteration"] == 2
     assert summary["planners"]["adam"]["iterations_to_reference"] == 2
 
@@ -62,7 +64,7 @@ def test_compare_runs_adam_and_cem_to_the_known_optimum_from_the_same_start():
     # the "states" are the targets, so a batch of states is a batch of objectives
     objective_fn = lambda obs: quadratic_objective(obs, samples=10)  # noqa: E731
     exact_fn = lambda obs: quadratic_objective(obs, samples=2000)  # noqa: E731
-    planners = {"adam": AdamPlanner(2, lr=0.05), "cem": CEMPlanner(2)}
+    planners = {"adam": AdamPlanner(1, 2, lr=0.05), "cem": CEMPlanner(1, 2)}
     traces = compare(planners, objective_fn, exact_fn, targets, iters=300)
     start = evaluate(exact_fn(targets), [(torch.zeros(8, 2), torch.zeros(8, 2))]).mean()
     mu_star = torch.atanh(targets)  # the best J: at mu*, over a grid of sigmas
@@ -91,7 +93,7 @@ def test_evaluate_uses_the_same_random_numbers_for_every_parameter_set():
 
 def test_follow_records_every_iteration_without_aliasing_adams_in_place_updates():
     objective = quadratic_objective(torch.full((3, 2), 0.5))
-    params, seconds = follow(AdamPlanner(2, lr=0.1), objective, torch.zeros(3, 1), 4)
+    params, seconds = follow(AdamPlanner(1, 2, lr=0.1), objective, torch.zeros(3, 1), 4)
     assert len(params) == len(seconds) == 4
     mus = torch.stack([mu for mu, _ in params])
     assert (mus[1:] - mus[:-1]).abs().min() > 0  # each step is its own snapshot
@@ -102,7 +104,7 @@ def test_gap_is_zero_at_the_optimum_and_positive_away_from_it():
     obs = torch.zeros(16, 1)
     objective, score = quadratic_objective(targets, samples=100), \
         quadratic_objective(targets, samples=1000)
-    converged = AdamPlanner(3, iters=1500, lr=0.02).plan(objective, obs, record=False)
+    converged = AdamPlanner(1, 3, iters=1500, lr=0.02).plan(objective, obs, record=False)
     optimum = (converged.mu.detach(), converged.log_std.detach())
     before, after = amortization_gap(objective, score, obs, optimum)
     assert (after - before).mean().abs() < 0.01
@@ -125,7 +127,7 @@ def _two_modes(obs, samples=10, scale=10.0):
 
 def test_modes_finds_both_modes_of_a_two_mode_objective():
     obs = torch.zeros(4, 1)
-    mu, _ = planning_runs(AdamPlanner(2, iters=300, lr=0.05), _two_modes, obs, runs=10,
+    mu, _ = planning_runs(AdamPlanner(1, 2, iters=300, lr=0.05), _two_modes, obs, runs=10,
                           iters=None, act_dim=2, init_std=1.5, seed=0)
     actions = torch.tanh(mu)  # (4, 10, 2)
     near = [(actions - torch.tensor(m)).norm(dim=-1) < 0.1 for m in ([0.6, 0.6], [-0.6, -0.6])]

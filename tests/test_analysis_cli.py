@@ -376,11 +376,11 @@ def test_surface_writes_the_grid_and_paths_that_start_at_zero(surface_dir):
     paths = defaultdict(list)
     for row in _rows(surface_dir / "surface_paths.csv"):
         paths[row["planner"]].append(row)
-    assert list(paths) == ["iterative", "adam", "cem"]
+    assert list(paths) == ["iterative", "adam", "cem", "mppi"]
     for name, path in paths.items():
         assert [int(r["iteration"]) for r in path] == list(range(len(path)))
         assert (float(path[0]["a_x"]), float(path[0]["a_y"])) == (0.0, 0.0), name
-    assert len(paths["adam"]) == len(paths["cem"]) == 3  # start + --iters 2
+    assert len(paths["adam"]) == len(paths["cem"]) == len(paths["mppi"]) == 3  # start + --iters 2
     assert (surface_dir / "surface.png").is_file()
     summary = json.loads((surface_dir / "summary.json").read_text())
     assert summary["dims"] == [1, 3] and summary["grid"] == 3

@@ -27,6 +27,6 @@ def test_bench_reports_all_figures():
                 "model_based_update_rate_vs_model_free_iterative", "act_latency_ms_mb_iterative",
                 "act_latency_ms_mb_iterative_compiled", "mb_compile_seconds",
                 "act_latency_ms_iterative_compiled", "mb_iterative_act_busy_vs_idle",
-                "compare_seconds_3x4x2", "dataset_load_seconds_3k",
+                "compare_seconds_3x5x2", "dataset_load_seconds_3k",
                 "dataset_load_peak_vs_array_bytes_rebuilt_next"):
         assert result[key] > 0, key

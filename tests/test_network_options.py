@@ -13,7 +13,7 @@ from torch import nn
 from mbiapo.agent import Agent
 from mbiapo.analyses.common import agent_objective
 from mbiapo.analyses.compare import compare
-from mbiapo.config import compose
+from mbiapo.config import compose, overrides_for
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
 from mbiapo.models.mlp import ACTIVATIONS, EnsembleLayerNorm, EnsembleLinear
@@ -422,7 +422,10 @@ class QuadraticValue:
 
 
 def _custom_agent(tiny_cfg, planner: str, obs_dim: int, act_dim: int):
-    agent = Agent(tiny_cfg(planner, **SMALL), obs_dim, act_dim)
+    keys = [f"{k}={v}" for k, v in SMALL.items() if k.startswith("planner.")]
+    mine = {item.partition("=")[0] for item in overrides_for(planner, keys)}  # adam: no hidden
+    settings = {k: v for k, v in SMALL.items() if not k.startswith("planner.") or k in mine}
+    agent = Agent(tiny_cfg(planner, **settings), obs_dim, act_dim)
     agent.value = QuadraticValue(act_dim)
     with torch.no_grad():
         agent.log_alpha.fill_(math.log(0.01))

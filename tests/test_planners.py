@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner
+from mbiapo.planners import AdamPlanner, CEMPlanner, DirectPlanner, IterativePlanner, MPPIPlanner
 from tests.synthetic import HiddenTargets, quadratic_objective
 
 
@@ -11,8 +11,9 @@ def _targets(b=16, a=3):
     return torch.rand(b, a) * 1.4 - 0.7
 
 
-@pytest.mark.parametrize("planner", [AdamPlanner(act_dim=3, iters=2000, lr=0.01),
-                                     CEMPlanner(act_dim=3, iters=40)])
+@pytest.mark.parametrize("planner", [AdamPlanner(1, act_dim=3, iters=2000, lr=0.01),
+                                     CEMPlanner(1, act_dim=3, iters=40),
+                                     MPPIPlanner(1, act_dim=3, iters=100)])
 def test_untrained_planners_reach_the_known_optimum(planner):
     target = _targets()
     objective = quadratic_objective(target, samples=10)
@@ -34,7 +35,7 @@ def test_untrained_planners_reach_the_known_optimum(planner):
 
 def test_cem_refits_in_pre_tanh_space_so_it_reaches_large_actions():
     target = torch.full((4, 2), 0.95)  # tanh(u) = 0.95 needs u = 1.83
-    plan = CEMPlanner(act_dim=2, iters=40).plan(quadratic_objective(target), torch.zeros(4, 1))
+    plan = CEMPlanner(1, act_dim=2, iters=40).plan(quadratic_objective(target), torch.zeros(4, 1))
     assert (torch.tanh(plan.mu) > 0.9).all()
 
 
@@ -42,9 +43,9 @@ def test_record_false_skips_trace_when_acting():
     objective = quadratic_objective(_targets(2, 3))
     obs = torch.zeros(2, 1)
     with torch.no_grad():
-        assert CEMPlanner(3, iters=3).plan(objective, obs, record=False).values == []
+        assert CEMPlanner(1, 3, iters=3).plan(objective, obs, record=False).values == []
         assert DirectPlanner(1, 3).plan(objective, obs, record=False).values == []
-        assert AdamPlanner(3, iters=3).plan(objective, obs, record=False).values == []
+        assert AdamPlanner(1, 3, iters=3).plan(objective, obs, record=False).values == []
         plan = IterativePlanner(1, 3, iters=4).plan(objective, obs, record=False)
     assert plan.values == [] and not plan.mu.requires_grad
 
@@ -52,7 +53,7 @@ def test_record_false_skips_trace_when_acting():
 def test_adam_planner_starts_from_init():
     target = _targets(4, 2)
     mu0 = torch.atanh(target)
-    plan = AdamPlanner(2, iters=1, lr=1e-6).plan(quadratic_objective(target), torch.zeros(4, 1),
+    plan = AdamPlanner(1, 2, iters=1, lr=1e-6).plan(quadratic_objective(target), torch.zeros(4, 1),
                                                  init=(mu0, torch.full_like(mu0, -3.0)))
     torch.testing.assert_close(plan.mu, mu0, atol=1e-4, rtol=0)
 

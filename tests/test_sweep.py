@@ -74,7 +74,7 @@ def test_a_base_config_file_is_relative_to_the_sweep(tmp_path):
     ({"grid": {"env.id": ["InvertedPendulum-v5"], "train.lrr": [1]}},
      "run InvertedPendulum-v5_lrr1_s0: override: unknown config key 'train.lrr'"),
     ({"grid": {"env.id": ["InvertedPendulum-v5"], "planner.name": ["sgd"]}},
-     "planner.name='sgd' is not valid"),
+     "unknown planner 'sgd'; choose one of: direct, iterative, adam, cem, mppi"),
     ({"grid": {"env.id": ["My Pendulum", "My/Pendulum"]}}, "two runs would share the folder"),
 ])
 def test_bad_sweep_files_are_one_line(tmp_path, capsys, fields, message):

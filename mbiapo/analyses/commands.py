@@ -4,16 +4,17 @@ Heavy imports happen inside the handlers so that ``mbiapo --help`` stays fast.""
 import argparse
 from pathlib import Path
 
-from mbiapo.config import PLANNER_NAMES, VALUE_KINDS
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_new_file
+from mbiapo.planners import PLANNERS, untrained_planners
+from mbiapo.value import VALUES
 
 
 def _common(p: argparse.ArgumentParser, out: str, states: bool = True) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
     if states:
         p.add_argument("--states", required=True, help="states file from 'mbiapo states'")
-    p.add_argument("--value", choices=VALUE_KINDS, help="value estimate to analyse (default: "
+    p.add_argument("--value", choices=VALUES.names(), help="value estimate to analyse (default: "
                    "the checkpoint's; model-based on a model-free checkpoint fits a model on "
                    "its replay data, as 'mbiapo plan --model-based')")
     p.add_argument("--beta", type=float, help="pessimism of Q-hat (default value.beta_collect)")
@@ -55,24 +56,28 @@ def add_parsers(sub) -> None:
     _common(p, "compare")
     p.add_argument("--planners", help="comma-separated, e.g. iterative,adam,cem,direct=RUN "
                    "(NAME=CKPT takes a trained planner from another checkpoint of the same "
-                   "env; default: the checkpoint's planner, adam, cem)")
+                   "env; default: the checkpoint's planner and every untrained one)")
     p.add_argument("--iters", type=int, default=100, help="iterations per planner")
     _objective_flags(p, None, 100)
     p.add_argument("overrides", nargs="*", metavar="planner.key=value",
-                   help="planner settings, e.g. planner.adam_lr=0.05 planner.cem_elites=6")
+                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
+                   "planner.elites=6 (each goes to the listed planners that have it)")
 
     p = sub.add_parser("gap", help="amortization gap (paper Fig. 6)",
                        description="From each planner's estimate, Adam on lambda; the gap is "
-                       "the improvement J(refined) - J(estimate). The iterative planner is "
-                       "also run for --extra-iters more iterations. Writes gap.csv, "
+                       "the improvement J(refined) - J(estimate). A trained planner with "
+                       "iterations is also run for --extra-iters more. Writes gap.csv, "
                        "summary.json, gap.png.")
     _common(p, "gap")
     p.add_argument("--planners", help="as for compare (default: the checkpoint's planner)")
     p.add_argument("--steps", type=int, default=100, help="Adam steps")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
     p.add_argument("--extra-iters", type=int, default=5,
-                   help="extra iterations for the iterative planner (0: skip)")
+                   help="extra iterations for a trained iterative planner (0: skip)")
     _objective_flags(p, 100, 1000)
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
+                   "planner.elites=6 (each goes to the listed planners that have it)")
 
     p = sub.add_parser("modes", help="multiple policy modes (paper Fig. 7)",
                        description="Repeated planning runs per state from random "
@@ -81,11 +86,14 @@ def add_parsers(sub) -> None:
                        "with the largest distance. Writes modes*.csv, summary.json, plots.")
     _common(p, "modes")
     p.add_argument("--runs", type=int, default=10, help="planning runs per state")
-    p.add_argument("--planner", choices=PLANNER_NAMES, help="default: the checkpoint's")
+    p.add_argument("--planner", choices=PLANNERS.names(), help="default: the checkpoint's")
     p.add_argument("--iters", type=int, help="iterations per run (default: the planner's)")
     p.add_argument("--init-std", type=float, default=1.0, help="initial mu ~ N(0, s^2)")
     p.add_argument("--grid", type=int, default=25, help="grid points per action dim")
     _objective_flags(p, None, 100)
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
+                   "planner.elites=6 (each goes to the listed planners that have it)")
 
     p = sub.add_parser("surface", help="J over two dims of the policy mean (paper Figs. 1, 19)",
                        description="J over two action dims (a = tanh(mu)), the rest fixed at "
@@ -97,9 +105,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--state", type=int, default=0, help="index I of the state")
     p.add_argument("--dims", default="0,1", help="two action dims i,j")
     p.add_argument("--planners", help="paths to draw, as for compare")
-    p.add_argument("--iters", type=int, default=100, help="iterations of adam and cem paths")
+    p.add_argument("--iters", type=int, default=100, help="iterations of untrained planners")
     p.add_argument("--grid", type=int, default=41, help="grid points per dim")
     _objective_flags(p, None, 1000)
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
+                   "planner.elites=6 (each goes to the listed planners that have it)")
 
     p = sub.add_parser("bias", help="value bias against Monte Carlo returns (paper Fig. 3a)",
                        description="Q-hat minus soft Monte Carlo returns in the real "
@@ -136,19 +147,19 @@ def _states(args, agent):
 
 
 def _planners(agent, spec: str | None, overrides: list[str], default: list[str]) -> dict:
-    """Planners by name: the checkpoint's trained one, NAME=CKPT for a trained planner of
-    another checkpoint of the same environment, or an untrained adam/cem from the config."""
-    from mbiapo.agent import build_planner
+    """Planners by name from ``spec`` ("a,b,c=CKPT") or ``default``: the checkpoint's own,
+    a trained one from another checkpoint of the same environment, or an untrained one from
+    its config with the ``planner.key=value`` overrides it has (each must fit one)."""
     from mbiapo.checkpoint import load_agent
-    from mbiapo.config import planner_group
+    from mbiapo.config import overrides_for
 
-    if overrides:  # check them even if no planner below takes them
-        planner_group(agent.cfg.planner.name, agent.cfg.planner, overrides)
-    planners = {}
+    wrong = [item for item in overrides if not item.startswith("planner.")]
+    if wrong:
+        raise MbiapoError(f"only planner.* settings can be overridden here, got {wrong[0]}")
+    planners, used = {}, set()
     for item in spec.split(",") if spec else default:
         name, _, source = item.strip().partition("=")
-        if name not in PLANNER_NAMES:
-            raise MbiapoError(f"unknown planner '{name}'; choose from {', '.join(PLANNER_NAMES)}")
+        PLANNERS.get(name)  # says so if unknown
         if name in planners:
             raise MbiapoError(f"planner '{name}' is listed twice")
         if source:
@@ -161,14 +172,17 @@ def _planners(agent, spec: str | None, overrides: list[str], default: list[str])
                 raise MbiapoError(f"{source} was trained on {other.cfg.env.id}, the "
                                   f"checkpoint on {agent.cfg.env.id}")
             planners[name] = other.planner
-        elif name == agent.cfg.planner.name or name in ("direct", "iterative"):
+        elif PLANNERS.get(name).build.trainable:
             planners[name] = agent.planner_named(name)  # says so if it has none
         else:
-            cfg = planner_group(name, agent.cfg.planner, overrides)
-            planners[name] = build_planner(name, cfg, agent.obs_dim, agent.act_dim)
-    if overrides and not {"adam", "cem"} & set(planners):
-        raise MbiapoError("planner.key=value overrides set the untrained planners (adam, cem), "
-                          "and none is listed")
+            mine = overrides_for(name, overrides)
+            used.update(mine)
+            planners[name] = agent.planner_named(name, mine)
+    unused = [item for item in overrides if item not in used]
+    if unused:
+        listed = [n for n in planners if not PLANNERS.get(n).build.trainable]
+        raise MbiapoError(f"'{unused[0]}' sets no listed untrained planner "
+                          f"({', '.join(listed) or 'none listed'})")
     return planners
 
 
@@ -205,7 +219,7 @@ def cmd_compare(args) -> dict:
     agent = _agent(args)
     obs = _states(args, agent)
     planners = _planners(agent, args.planners, args.overrides,
-                         [agent.cfg.planner.name, "adam", "cem"])
+                         [agent.cfg.planner.name, *untrained_planners()])
     out = output_dir(args.out, args.force)
     traces = compare.compare(planners, agent_objective(agent, args.beta, args.samples),
                              agent_objective(agent, args.beta, args.eval_samples), obs,
@@ -213,7 +227,7 @@ def cmd_compare(args) -> dict:
     summary = {"analysis": "compare", **_settings(args, agent, len(obs)), "iters": args.iters,
                "samples": args.samples or agent.cfg.planner.samples,
                "eval_samples": args.eval_samples, "overrides": args.overrides,
-               **compare.summarize(traces)}
+               **compare.summarize(traces, agent.cfg.planner.name)}
     write_csv(out / "compare.csv", compare.csv_rows(traces))
     write_json(out / "summary.json", summary)
     plots.plot_compare(out)
@@ -239,15 +253,15 @@ def cmd_gap(args) -> dict:
         raise MbiapoError(f"--extra-iters must be >= 0, got {args.extra_iters}")
     agent = _agent(args)
     obs = _states(args, agent)
-    planners = _planners(agent, args.planners, [], [agent.cfg.planner.name])
+    planners = _planners(agent, args.planners, args.overrides, [agent.cfg.planner.name])
     out = output_dir(args.out, args.force)
     plan_objective = agent_objective(agent, args.beta, None)(obs)
     estimates = {}
     for name, planner in planners.items():
         estimates[name] = follow(planner, plan_objective, obs, planner.iters)[0][-1]
-        if name == "iterative" and args.extra_iters:
+        if planner.trainable and planner.iters > 1 and args.extra_iters:
             extra = follow(planner, plan_objective, obs, planner.iters + args.extra_iters)
-            estimates[f"iterative+{args.extra_iters}"] = extra[0][-1]
+            estimates[f"{name}+{args.extra_iters}"] = extra[0][-1]
     refine = agent_objective(agent, args.beta, args.samples)(obs)
     score = agent_objective(agent, args.beta, args.eval_samples)(obs)
     rows, results = [], {}
@@ -316,7 +330,7 @@ def cmd_modes(args) -> dict:
         raise MbiapoError("--runs and --grid must be >= 2")
     agent = _agent(args)
     obs = _states(args, agent)
-    planner = agent.planner_named(args.planner)
+    planner = agent.planner_named(args.planner, args.overrides)
     out = output_dir(args.out, args.force)
     mu, log_std = planning_runs(planner, agent_objective(agent, args.beta, args.samples), obs,
                                 args.runs, args.iters, agent.act_dim, args.init_std, args.seed)
@@ -412,7 +426,8 @@ def cmd_surface(args) -> dict:
     if args.grid < 2:
         raise MbiapoError("--grid must be >= 2")
     obs = _one_state(args, agent).unsqueeze(0)
-    planners = _planners(agent, args.planners, [], [agent.cfg.planner.name, "adam", "cem"])
+    planners = _planners(agent, args.planners, args.overrides,
+                         [agent.cfg.planner.name, *untrained_planners()])
     out = output_dir(args.out, args.force)
     plan_objective = agent_objective(agent, args.beta, args.samples)(obs)
     score = agent_objective(agent, args.beta, args.eval_samples)

@@ -50,19 +50,19 @@ def iterations_to_reach(curve: list[float], target: float) -> int | None:
     return next((k + 1 for k, value in enumerate(curve) if value >= target), None)
 
 
-def reference_point(traces: dict[str, Trace]) -> tuple[str, int] | None:
-    """What the others must reach: the iterative planner after 5 iterations (the paper's),
-    else the direct planner's estimate."""
-    if "iterative" in traces:
-        return "iterative", min(5, len(traces["iterative"].seconds))
-    return ("direct", 1) if "direct" in traces else None
+def reference_point(traces: dict[str, Trace], trained: str | None) -> tuple[str, int] | None:
+    """What the others must reach: the ``trained`` planner after min(5, its iterations)
+    iterations (the paper's: the iterative planner after 5; a direct one's single step)."""
+    if trained not in traces:
+        return None
+    return trained, min(5, len(traces[trained].seconds))
 
 
-def summarize(traces: dict[str, Trace]) -> dict:
+def summarize(traces: dict[str, Trace], trained: str | None = None) -> dict:
     """Per planner: J after 1, 5 and K iterations (mean and std over states), seconds per
-    iteration, and the iterations needed to reach the reference point; plus the paper's
-    ratios where the planners are present."""
-    reference = reference_point(traces)
+    iteration, and the iterations needed to reach the reference point (``reference_point``);
+    plus the reference's time per iteration relative to each other planner's."""
+    reference = reference_point(traces, trained)
     target = None
     if reference:
         name, k = reference
@@ -82,12 +82,12 @@ def summarize(traces: dict[str, Trace]) -> dict:
     summary = {"reference": None if reference is None else
                {"planner": reference[0], "iteration": reference[1], "J_mean": target},
                "planners": planners}
-    if "iterative" in planners:
-        for other in ("adam", "cem"):
-            if other in planners:
-                summary[f"time_per_iteration_iterative_vs_{other}"] = (
-                    planners["iterative"]["seconds_per_iteration"]
-                    / planners[other]["seconds_per_iteration"])
+    if reference:
+        ref = planners[reference[0]]["seconds_per_iteration"]
+        for other, row in planners.items():
+            if other != reference[0]:
+                summary[f"time_per_iteration_{reference[0]}_vs_{other}"] = (
+                    ref / row["seconds_per_iteration"])
     return summary
 
 

@@ -12,7 +12,7 @@ def amortization_gap(objective: Objective, eval_objective: Objective, obs: Tenso
                      seed: int = 0) -> tuple[Tensor, Tensor]:
     """J (B,) at the estimate (mu, log_std) (B, A) and at its refinement by ``steps`` Adam
     steps on ``objective``, both under ``eval_objective`` with the same random numbers."""
-    refiner = AdamPlanner(estimate[0].shape[1], steps, lr)
+    refiner = AdamPlanner(obs.shape[1], estimate[0].shape[1], steps, lr)
     refined = refiner.plan(objective, obs, init=estimate, record=False)
     before, after = evaluate(eval_objective, [estimate, (refined.mu.detach(),
                                                          refined.log_std.detach())], seed)
