@@ -1,6 +1,9 @@
 """Checkpoints: one ``torch.save`` file of plain tensors and dicts (loadable with
 ``weights_only=True``), written atomically; the replay buffer goes beside it as HDF5.
 
+Format 3 (mbiapo 0.3) records the plugins a checkpoint's planner and value estimator come
+from, and each planner's own config keys; format 2 configs (one planner group holding
+``adam_lr`` and ``cem_*``) are read with those keys renamed (``config.from_container``).
 Format 2 stores every network as a plain module (``net.<i>.weight``...). Format 1 files
 (mbiapo 0.1, stacked ``w<i>``/``b<i>`` tensors) are converted when read.
 """
@@ -17,7 +20,7 @@ from mbiapo.config import from_container, plugins_of
 from mbiapo.errors import MbiapoError
 
 FORMAT = "mbiapo-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:

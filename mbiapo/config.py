@@ -234,8 +234,8 @@ def differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = ()) -> l
             if k not in ignore and fa.get(k) != fb.get(k)]
 
 
-# planner settings of mbiapo <= 0.2, when every planner's sat in one group: (the config that
-# has it now, its new name); planners with another config drop them
+# planner settings of mbiapo 0.2, when every planner's sat in one group: (the config that has
+# it now, its new name); planners with another config drop them, and the network keys too
 _OLD_PLANNER_KEYS = {"adam_lr": (AdamConfig, "lr"), "cem_samples": (CEMConfig, "population"),
                      "cem_elites": (CEMConfig, "elites"),
                      "cem_smoothing": (CEMConfig, "smoothing")}
@@ -247,11 +247,14 @@ def from_container(data: dict, needed_by: str = "") -> DictConfig:
     registering one of them is not loaded)."""
     data = copy.deepcopy(data)
     planner = data.get("planner", {})
-    for old, (config, new) in _OLD_PLANNER_KEYS.items():
-        if old in planner:
-            value = planner.pop(old)
-            if planner.get("name") in PLANNERS and PLANNERS.get(planner["name"]).config is config:
+    if _OLD_PLANNER_KEYS.keys() & planner.keys() and planner.get("name") in PLANNERS:
+        config = PLANNERS.get(planner["name"]).config
+        for old, (owner, new) in _OLD_PLANNER_KEYS.items():
+            value = planner.pop(old, None)
+            if owner is config and value is not None:
                 planner[new] = value
+        keys = set(OmegaConf.structured(config).keys())  # and its network keys, if it has none
+        data["planner"] = {k: v for k, v in planner.items() if k in keys}
     cfg = OmegaConf.structured(Config)
     defaults = load_yaml(_config_file("default.yaml"))
     for group, registry, key in (("planner", PLANNERS, "name"), ("value", VALUES, "kind")):

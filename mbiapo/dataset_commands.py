@@ -25,6 +25,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of an untrained --planner, e.g. planner.population=50")
 
     p = sub.add_parser("dataset", help="inspect datasets (D4RL, Minari, mbiapo files)")
     dsub = p.add_subparsers(dest="dataset_command", required=True, parser_class=type(p))
@@ -51,7 +53,7 @@ def cmd_collect(args) -> dict:
             raise MbiapoError(f"--env {args.env} differs from the checkpoint's "
                               f"{agent.cfg.env.id}")
         env_id, max_steps = agent.cfg.env.id, agent.cfg.env.max_episode_steps
-        planner = agent.planner_named(args.planner)
+        planner = agent.planner_named(args.planner, args.overrides)
     elif args.random and args.env:
         env_id, max_steps = args.env, None
     else:

@@ -269,3 +269,16 @@ def test_planner_names_come_from_the_registry_only():
                             "mbiapo", "planners", "models"], cwd=ROOT, capture_output=True,
                            text=True).stdout.splitlines()
     assert found and all(":register(" in line for line in found), found
+
+
+def test_a_format_2_config_reads_its_old_planner_keys():
+    """mbiapo 0.2 kept every planner's settings in one group (adam_lr, cem_*): the planner
+    that has them now takes them under their new names; the others drop them."""
+    saved = read_checkpoint(SHIPPED)
+    assert saved["format_version"] == 2 and saved["config"]["planner"]["cem_samples"] == 100
+    old = {**saved["config"], "planner": {**saved["config"]["planner"], "name": "cem",
+                                          "cem_samples": 50, "cem_elites": 5}}
+    planner = from_container(old).planner
+    assert (planner.population, planner.elites, planner.smoothing) == (50, 5, 0.0)
+    assert "cem_samples" not in planner and "hidden" not in planner
+    assert "adam_lr" not in from_container(saved["config"]).planner
