@@ -23,11 +23,10 @@ from torch import Tensor, nn
 
 from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
-from mbiapo.models.q_ensemble import QEnsemble
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
 from mbiapo.objective import SoftObjective, soft_value_and_grad_transform
 from mbiapo.planners import PLANNERS, Planner, planner_settings
-from mbiapo.value import VALUES, ModelFreeValue
+from mbiapo.value import Q_NETWORKS, VALUES, ModelFreeValue
 
 SMALL_BATCH = 16
 """Acting on at most this many states runs on one intra-op thread (see ``Agent.act``)."""
@@ -82,8 +81,7 @@ class Agent(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = resolve_device(cfg.train.device)
         v, t = cfg.value, cfg.train
-        self.q = QEnsemble(obs_dim, act_dim, v.members, v.hidden, v.layers, v.activation,
-                           v.layer_norm)
+        self.q = Q_NETWORKS.get(v.q_network).build(obs_dim, act_dim, v)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.planner = build_planner(cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))

@@ -30,7 +30,7 @@ def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": OmegaConf.to_container(agent.cfg, resolve=True),
-        "plugins": plugins_of(agent.cfg),  # {"planner"/"value": plugin} beyond the built-ins
+        "plugins": plugins_of(agent.cfg),  # {"planner.name": plugin, ...} beyond built-ins
         "env_id": agent.cfg.env.id,
         "obs_dim": agent.obs_dim,
         "act_dim": agent.act_dim,

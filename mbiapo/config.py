@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mbiapo.errors import MbiapoError
 from mbiapo.models.mlp import check_shape
 from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
-from mbiapo.value import VALUES, ValueConfig
+from mbiapo.value import Q_NETWORKS, VALUES, ValueConfig
 
 
 @dataclass
@@ -179,8 +179,8 @@ def _validate_planner(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Checks omegaconf's types cannot express; raises MbiapoError."""
-    PLANNERS.get(cfg.planner.name)
-    VALUES.get(cfg.value.kind)
+    for (group, key), registry in SELECTED.items():
+        registry.get(cfg[group][key])  # one line naming the choices for an unknown name
     if OmegaConf.is_missing(cfg.env, "id"):
         raise MbiapoError("no environment given: pass --env ENV_ID (e.g. HalfCheetah-v5)")
     positive = {
@@ -234,6 +234,13 @@ def differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = ()) -> l
             if k not in ignore and fa.get(k) != fb.get(k)]
 
 
+SELECTED = {("planner", "name"): PLANNERS, ("value", "kind"): VALUES,
+            ("value", "q_network"): Q_NETWORKS}
+"""What a config selects from a registry: (group, key) -> registry."""
+GROUP_SCHEMAS = (("planner", "name"), ("value", "kind"))
+"""The selections whose registered config is their group's schema."""
+
+
 # planner settings of mbiapo 0.2, when every planner's sat in one group: (the config that has
 # it now, its new name); planners with another config drop them, and the network keys too
 _OLD_PLANNER_KEYS = {"adam_lr": (AdamConfig, "lr"), "cem_samples": (CEMConfig, "population"),
@@ -257,23 +264,30 @@ def from_container(data: dict, needed_by: str = "") -> DictConfig:
         data["planner"] = {k: v for k, v in planner.items() if k in keys}
     cfg = OmegaConf.structured(Config)
     defaults = load_yaml(_config_file("default.yaml"))
-    for group, registry, key in (("planner", PLANNERS, "name"), ("value", VALUES, "kind")):
-        name = data.get(group, {}).get(key, defaults[group][key])
+    plugins = data.pop("plugins", None) or {}
+    for (group, key), registry in SELECTED.items():
+        name = data.get(group, {}).get(key, defaults.get(group, {}).get(key))
+        if name is None:  # not in the file: the schema's default
+            continue
         if name not in registry:
-            plugin = (data.get("plugins") or {}).get(group)
+            plugin = plugins.get(f"{group}.{key}")
             hint = f" (registered by the plugin '{plugin}': pass --plugin {plugin})" \
                 if plugin else ""
             raise MbiapoError(f"{needed_by or 'saved config'}: needs the {registry.kind} "
                               f"'{name}', which is not registered{hint}")
-        cfg[group] = OmegaConf.structured(registry.get(name).config)
-    cfg = _merge(cfg, OmegaConf.create({k: v for k, v in data.items() if k != "plugins"}),
-                 "saved config")
+        if (group, key) in GROUP_SCHEMAS:
+            cfg[group] = OmegaConf.structured(registry.get(name).config)
+    cfg = _merge(cfg, OmegaConf.create(data), "saved config")
     validate(cfg)
     return cfg
 
 
 def plugins_of(cfg: DictConfig) -> dict[str, str]:
-    """{"planner": plugin, "value": plugin}: the plugins that registered a config's planner
-    and value estimator (only those not built in), for checkpoints to record."""
-    entries = {"planner": PLANNERS.get(cfg.planner.name), "value": VALUES.get(cfg.value.kind)}
-    return {group: entry.plugin for group, entry in entries.items() if entry.plugin}
+    """{"planner.name": plugin, ...}: the plugins that registered what a config selects
+    (``SELECTED``; only what is not built in), for checkpoints to record."""
+    found = {}
+    for (group, key), registry in SELECTED.items():
+        entry = registry.get(cfg[group][key])
+        if entry.plugin:
+            found[f"{group}.{key}"] = entry.plugin
+    return found

@@ -35,6 +35,7 @@ class ValueConfig:
     subclasses it."""
 
     kind: str = MISSING  # a registered value estimator (default: configs/default.yaml)
+    q_network: str = "mlp"  # a registered Q network builder (mbiapo.value.Q_NETWORKS)
     members: int = 2  # Q ensemble size
     hidden: int = 256  # Q networks
     layers: int = 2
@@ -161,3 +162,17 @@ VALUES = Registry("value estimator", ValueConfig)
 register = VALUES.register
 register("model-free", model_free)
 register("model-based", model_based)
+
+
+def mlp_q_ensemble(obs_dim: int, act_dim: int, cfg: ValueConfig) -> QEnsemble:
+    """Stacked MLPs (``value.members`` x ``value.hidden`` x ``value.layers``)."""
+    return QEnsemble(obs_dim, act_dim, cfg.members, cfg.hidden, cfg.layers, cfg.activation,
+                     cfg.layer_norm)
+
+
+Q_NETWORKS = Registry("Q network", ValueConfig)
+"""``value.q_network``: ``build(obs_dim, act_dim, value_cfg) -> module`` called as
+``q(obs (..., S), actions (..., A)) -> (E, ...)``, one estimate per ensemble member
+(``pessimistic`` reduces over them). Its target copy and optimizer come with it."""
+register_q_network = Q_NETWORKS.register
+register_q_network("mlp", mlp_q_ensemble)

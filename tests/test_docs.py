@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from mbiapo.planners import PLANNERS
-from mbiapo.value import VALUES
+from mbiapo.value import Q_NETWORKS, VALUES
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -18,7 +18,7 @@ def test_the_python_api_page_runs(monkeypatch, tmp_path, capsys):
     blocks = python_blocks(DOCS / "python-api.md")
     assert len(blocks) >= 4
     monkeypatch.chdir(tmp_path)
-    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES)}
+    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
     namespace = {"__name__": "python_api_page"}
     try:
         for block in blocks:

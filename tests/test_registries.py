@@ -17,7 +17,7 @@ from mbiapo.agent import Agent
 from mbiapo.checkpoint import read_checkpoint
 from mbiapo.config import from_container
 from mbiapo.planners import PLANNERS
-from mbiapo.value import VALUES
+from mbiapo.value import Q_NETWORKS, VALUES
 from tests.helpers import TINY, error_line, run_cli
 
 ROOT = Path(__file__).parents[1]
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mbiapo.models.q_ensemble import pessimistic
+from mbiapo.models.q_ensemble import cat_broadcast, pessimistic
 from mbiapo.planners import Plan, PlannerConfig, register
 from mbiapo.planners.base import surrogate
-from mbiapo.value import ValueConfig, register as register_value
+from mbiapo.value import ValueConfig, register as register_value, register_q_network
 
 
 @dataclass
@@ -116,7 +116,27 @@ def optimistic(agent):
         q(obs[: actions.shape[0]].unsqueeze(1), actions), -bonus)
 
 
+class QuadraticQ(nn.Module):
+    """A Q ensemble of E quadratic forms in (s, a): Q_e = -||W_e [s; a] + b_e||^2."""
+
+    def __init__(self, obs_dim, act_dim, members):
+        super().__init__()
+        self.proj = nn.Parameter(0.1 * torch.randn(members, obs_dim + act_dim, 8))
+        self.bias = nn.Parameter(torch.zeros(members, 8))
+
+    def forward(self, obs, act):
+        x = cat_broadcast(obs, act)  # (..., S + A)
+        h = torch.einsum("...i,eij->e...j", x, self.proj)
+        h = h + self.bias.reshape(self.bias.shape[0], *([1] * (x.dim() - 1)), -1)
+        return -h.square().sum(-1)  # (E, ...)
+
+
+def quadratic_q(obs_dim, act_dim, cfg):
+    return QuadraticQ(obs_dim, act_dim, cfg.members)
+
+
 register("shooting", RandomShooting, ShootingConfig)
+register_q_network("quadratic", quadratic_q)
 register("linear", LinearPolicy)
 register_value("optimistic", optimistic, OptimisticConfig)
 '''
@@ -132,7 +152,7 @@ def plugin(tmp_path_factory) -> Path:
 @pytest.fixture
 def loaded(plugin):
     """The plugin registered in this process, and the registries restored afterwards."""
-    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES)}
+    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
     registry.load_plugin(str(plugin))
     yield str(plugin)
     for r, entries in saved.items():
@@ -201,7 +221,7 @@ def test_a_trainable_plugin_planner_trains_and_needs_its_plugin_to_load(loaded, 
                            *TINY[1:])
     assert code == 0, err
     payload = read_checkpoint(out)
-    assert payload["plugins"] == {"planner": loaded}
+    assert payload["plugins"] == {"planner.name": loaded}
     torch.manual_seed(0)  # as the run built its agent: the planner moved from there
     initial = Agent(from_container(payload["config"]), 4, 1).planner.net.weight
     assert payload["updates"] == 251
@@ -223,7 +243,7 @@ def test_a_plugin_value_estimator_trains_and_plans(loaded, tmp_path, capsys):
                                   "--json")
     assert code == 0 and "optimistic: bonus 0.5" in err, err
     assert json.loads(out_text)["actions"] > 0
-    assert read_checkpoint(out)["plugins"] == {"value": loaded}
+    assert read_checkpoint(out)["plugins"] == {"value.kind": loaded}
 
 
 def test_mppi_is_built_in_with_typed_settings(capsys):
@@ -282,3 +302,19 @@ def test_a_format_2_config_reads_its_old_planner_keys():
     assert (planner.population, planner.elites, planner.smoothing) == (50, 5, 0.0)
     assert "cem_samples" not in planner and "hidden" not in planner
     assert "adam_lr" not in from_container(saved["config"]).planner
+
+
+def test_a_plugin_q_network_trains_and_is_named_by_its_checkpoint(loaded, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--env", "InvertedPendulum-v5", "--steps", "120",
+                           "--out", out, "value.q_network=quadratic", "value.members=3", *TINY)
+    assert code == 0, err
+    payload = read_checkpoint(out)
+    assert payload["plugins"] == {"value.q_network": loaded}
+    assert payload["agent"]["q.proj"].shape == (3, 5, 8)
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", out, "--episodes", "1")
+    assert code == 0, err
+    Q_NETWORKS._entries.pop("quadratic")
+    assert f"needs the Q network 'quadratic', which is not registered (registered by the " \
+           f"plugin '{loaded}': pass --plugin {loaded})" in error_line(
+               capsys, "evaluate", "--checkpoint", out, "--episodes", "1")
