@@ -318,3 +318,21 @@ def test_a_plugin_q_network_trains_and_is_named_by_its_checkpoint(loaded, tmp_pa
     assert f"needs the Q network 'quadratic', which is not registered (registered by the " \
            f"plugin '{loaded}': pass --plugin {loaded})" in error_line(
                capsys, "evaluate", "--checkpoint", out, "--episodes", "1")
+
+
+def test_installed_plugins_load_through_their_entry_point(plugin, monkeypatch):
+    """A package declares its module in the mbiapo.plugins entry-point group."""
+    class EntryPoint:
+        value = "my_planners:unused"
+
+    monkeypatch.syspath_prepend(str(plugin.parent))
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [EntryPoint()] if group == "mbiapo.plugins" else [])
+    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
+    try:
+        registry.load_plugins([])
+        assert PLANNERS.get("shooting").plugin == "my_planners"
+    finally:
+        for r, entries in saved.items():
+            r._entries = entries
+        sys.modules.pop("my_planners", None)
