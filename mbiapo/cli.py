@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", type=Path, metavar="DATASET", help="train from a fixed "
                    "dataset (D4RL/Minari/mbiapo HDF5); --steps counts updates, the env is "
                    "used only to evaluate (--env, else the dataset's, else no evaluation)")
+    p.add_argument("--tensorboard", action="store_true", help="also log the metrics to "
+                   "OUT/tb for TensorBoard (train.tensorboard=true)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
@@ -124,6 +126,7 @@ def _run_config(args, env: str | None):
     explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
     explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
     explicit += [f"value.kind={args.value}"] if args.value else []
+    explicit += ["train.tensorboard=true"] if args.tensorboard else []
     return compose(env, args.planner, args.config, [*args.overrides, *explicit])
 
 
@@ -132,7 +135,7 @@ def cmd_train(args) -> dict:
 
     if args.resume:
         if args.env or args.planner or args.value or args.config or args.out \
-                or args.seed is not None or args.overrides or args.offline:
+                or args.seed is not None or args.overrides or args.offline or args.tensorboard:
             raise MbiapoError("--resume continues a run as configured; only --steps may change")
         trainer = Trainer.resume(args.resume, args.steps)
     elif args.offline:

@@ -47,6 +47,7 @@ class TrainConfig:
     save_replay: bool = True  # write replay.h5 beside the checkpoint
     device: str = "cpu"
     compile: bool = False  # torch.compile the planners' J gradient (Agent.compile_value_gradient)
+    tensorboard: bool = False  # also log metrics.csv's scalars to DIR/tb (the tensorboard extra)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from mbiapo.agent import Agent
 from mbiapo.datasets import Dataset, fit_to_env, read_dataset, read_for
 from mbiapo.envs import NO_ENV
 from mbiapo.errors import MbiapoError
+from mbiapo.metrics_log import summary_writer
 from mbiapo.replay import ReplayBuffer
 from mbiapo.train import Trainer
 
@@ -46,7 +47,7 @@ class OfflineTrainer(Trainer):
         run_folder.save(self.out, self.agent,
                         {**self.state(), "offline_dataset": str(self.dataset)})
 
-    def _loop(self, writer, f, bar) -> dict:
+    def _loop(self, log, bar) -> dict:
         t = self.cfg.train
         if self.step == 0 and self.agent.model is not None:
             self.pretrain_model()
@@ -59,7 +60,7 @@ class OfflineTrainer(Trainer):
             self.updates += 1
             bar.update(1)
             if self.step % t.eval_every == 0 or self.step == t.steps:
-                last = self.report(writer, f, bar, stats, [], (self.updates - tick_updates)
+                last = self.report(log, bar, stats, [], (self.updates - tick_updates)
                                    / (time.perf_counter() - tick))
                 stats, tick, tick_updates = [], time.perf_counter(), self.updates
             if t.checkpoint_every and self.step % t.checkpoint_every == 0:
@@ -86,6 +87,8 @@ def prepare(dataset: Path, env: str | None) -> tuple[str, Dataset]:
 def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:
     """A new offline run in ``out`` (checked before anything is built or written)."""
     run_folder.check_new_run(out)
+    if cfg.train.tensorboard:
+        summary_writer()  # says how to install it, before any work
     trainer = OfflineTrainer(cfg, out, data)
     trainer.held = run_folder.start(out, cfg)
     return trainer

@@ -2,7 +2,6 @@
 periodic evaluation to ``metrics.csv``, checkpoints (and replay) that resume exactly."""
 
 import copy
-import csv
 import sys
 import time
 from pathlib import Path
@@ -18,11 +17,9 @@ from mbiapo.checkpoint import check_env_matches, load_agent
 from mbiapo.envs import env_dims, make_env
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
+from mbiapo.metrics_log import LOSSES, MetricsLog, summary_writer
 from mbiapo.replay import ReplayBuffer
 
-LOSSES = ("q_loss", "objective", "entropy", "alpha", "model_loss", "distill_kl")
-METRICS = ("step", "episodes", "updates", "wall_s", "train_return", "eval_return_mean",
-           "eval_return_std", "updates_per_s", *LOSSES, "model_error", "model_error_ratio")
 EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
 
 
@@ -56,6 +53,8 @@ class Trainer:
         run_folder.check_resumable(out)
         held = run_folder.lock(out)
         agent, payload = load_agent(out / run_folder.CHECKPOINT)
+        if agent.cfg.train.tensorboard:
+            summary_writer()  # says how to install it, before the folder is touched
         before = copy.deepcopy(agent.cfg)
         agent.cfg.train.steps = run_folder.resume_target(out, payload["step"], steps,
                                                          before.train.steps)
@@ -125,34 +124,25 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         if t.compile:
             self.agent.compile_value_gradient()
-        path = self.out / run_folder.METRICS
-        header = None
-        if path.exists():  # keep the columns of a run started by an older mbiapo
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), None)
+        log = MetricsLog(self.out, t.tensorboard, self.step)
+        bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} {cfg.planner.name}",
+                   file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+        self.since = time.perf_counter()
         try:
-            with open(path, "a", newline="") as f:
-                writer = csv.DictWriter(f, header or METRICS, extrasaction="ignore")
-                if header is None:
-                    writer.writeheader()
-                bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} "
-                           f"{cfg.planner.name}", file=sys.stderr, mininterval=1.0,
-                           dynamic_ncols=True)
-                self.since = time.perf_counter()
-                try:
-                    last = self._loop(writer, f, bar)
-                except KeyboardInterrupt:
-                    bar.close()
-                    self.save()
-                    raise
-                bar.close()
+            last = self._loop(log, bar)
+            bar.close()
             self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            raise
         finally:
+            log.close()
             if self.held is not None:
                 self.held.close()
         return last
 
-    def _loop(self, writer: csv.DictWriter, f, bar: tqdm) -> dict:
+    def _loop(self, log: MetricsLog, bar: tqdm) -> dict:
         t = self.cfg.train
         obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
         ep_return, finished, last = 0.0, [], {}
@@ -183,7 +173,7 @@ class Trainer:
             bar.update(1)
             if self.step % t.eval_every == 0 or self.step == t.steps:
                 ups = (self.updates - tick_updates) / (time.perf_counter() - tick)
-                last = self.report(writer, f, bar, stats, finished, ups)
+                last = self.report(log, bar, stats, finished, ups)
                 finished, stats = [], []
                 tick, tick_updates = time.perf_counter(), self.updates
             elif finished and self.step % 500 == 0:
@@ -193,8 +183,8 @@ class Trainer:
                 self.save()
         return last
 
-    def report(self, writer: csv.DictWriter, f, bar: tqdm, stats: list[dict],
-               finished: list[float], ups: float) -> dict:
+    def report(self, log: MetricsLog, bar: tqdm, stats: list[dict], finished: list[float],
+               ups: float) -> dict:
         """Evaluate (when the env is known), write one metrics row and stop on divergence."""
         returns = self.evaluate()
         row = {
@@ -208,8 +198,7 @@ class Trainer:
                for k in LOSSES if stats and k in stats[0]},
             **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
         }
-        writer.writerow(row)
-        f.flush()
+        log.write(row)
         if stats and not all(np.isfinite(v) for k, v in row.items() if k in LOSSES):
             raise MbiapoError(f"training diverged before step {self.step} (non-finite "
                               f"losses); the last checkpoint in {self.out} is kept")
@@ -221,6 +210,8 @@ class Trainer:
 def start_run(cfg: DictConfig, out: Path) -> Trainer:
     """A new online run in ``out`` (checked before anything is built or written)."""
     run_folder.check_new_run(out)
+    if cfg.train.tensorboard:
+        summary_writer()  # says how to install it, before any work
     trainer = Trainer(cfg, out)
     trainer.held = run_folder.start(out, cfg)
     return trainer
