@@ -7,6 +7,7 @@ from mbiapo.agent import Agent
 from mbiapo.datasets import FIELDS, Dataset, fit_to_env
 from mbiapo.envs import action_bounds, make_env
 from mbiapo.planners import Planner
+from mbiapo.progress import EpisodeProgress
 
 
 def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
@@ -22,6 +23,8 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
     rows: list[list[tuple]] = [[] for _ in range(episodes)]
     obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
     act_dim = envs[0].action_space.shape[0]
+    limit = envs[0].spec.max_episode_steps or 0
+    progress = EpisodeProgress(episodes, limit, f"collecting {env_id}")
     live = list(range(episodes))
     while live:
         if agent is None:
@@ -34,9 +37,13 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
             next_obs, reward, terminated, truncated, _ = envs[i].step(action)
             rows[i].append((obs[i], action, reward, next_obs, terminated, truncated))
             obs[i] = next_obs
-            if not (terminated or truncated):
+            if terminated or truncated:
+                progress.episode_done(len(rows[i]))
+            else:
                 still.append(i)
+        progress.steps(len(live))
         live = still
+    progress.close()
     for env in envs:
         env.close()
     flat = [row for episode in rows for row in episode]

@@ -7,6 +7,7 @@ import numpy as np
 from mbiapo.agent import Agent
 from mbiapo.envs import make_env
 from mbiapo.planners import Planner
+from mbiapo.progress import EpisodeProgress
 
 
 def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
@@ -17,10 +18,13 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
 
     ``batched``: all episodes run side by side and each step plans for all live episodes in
     one call (fast evaluation). Otherwise one episode at a time, planning at batch size 1,
-    which is what ``latency_ms`` (per action) then measures.
+    which is what ``latency_ms`` (per action) then measures. A progress bar over the steps
+    goes to stderr.
     Returns {"returns": [...], "lengths": [...], "latency_ms": [...]}.
     """
     envs = [make_env(env_id, max_episode_steps) for _ in range(episodes)]
+    limit = envs[0].spec.max_episode_steps or 0
+    progress = EpisodeProgress(episodes, limit, f"{env_id} episodes")
     returns, lengths, latencies = np.zeros(episodes), np.zeros(episodes, int), []
     groups = [list(range(episodes))] if batched else [[i] for i in range(episodes)]
     for group in groups:
@@ -35,9 +39,13 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                 obs[i], reward, terminated, truncated, _ = envs[i].step(action)
                 returns[i] += reward
                 lengths[i] += 1
-                if not (terminated or truncated):
+                if terminated or truncated:
+                    progress.episode_done(lengths[i])
+                else:
                     still.append(i)
+            progress.steps(len(live))
             live = still
+    progress.close()
     for env in envs:
         env.close()
     return {"returns": returns.tolist(), "lengths": lengths.tolist(), "latency_ms": latencies}

@@ -11,6 +11,7 @@ import torch
 from mbiapo.agent import Agent
 from mbiapo.envs import make_env
 from mbiapo.errors import MbiapoError
+from mbiapo.progress import bar
 
 FORMAT = "mbiapo-states"
 FORMAT_VERSION = 1
@@ -24,6 +25,7 @@ def collect_states(agent: Agent, n: int, seed: int, episodes: int = 5,
     torch.manual_seed(seed)
     cfg = agent.cfg.env
     pool, next_seed = [], seed
+    progress = bar(n, "collecting states", "state")
     while sum(len(p) for p in pool) < n:
         envs = [make_env(cfg.id, cfg.max_episode_steps) for _ in range(episodes)]
         obs = [env.reset(seed=next_seed + i)[0] for i, env in enumerate(envs)]
@@ -32,6 +34,7 @@ def collect_states(agent: Agent, n: int, seed: int, episodes: int = 5,
         while live:
             batch = np.stack([obs[i] for i in live])
             pool.append(batch)
+            progress.update(min(len(batch), n - progress.n))
             actions = agent.act(batch, deterministic)
             still = []
             for i, action in zip(live, actions):
@@ -41,6 +44,7 @@ def collect_states(agent: Agent, n: int, seed: int, episodes: int = 5,
             live = still
         for env in envs:
             env.close()
+    progress.close()
     states = np.concatenate(pool)
     pick = np.random.default_rng(seed).choice(len(states), n, replace=False)
     return states[np.sort(pick)].astype(np.float32)
