@@ -46,11 +46,31 @@ def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
     os.replace(tmp, path)
 
 
+PRETRAINED = "pretrained:"  # names a checkpoint shipped with mbiapo, e.g. pretrained:ip-iterative
+
+
+def shipped(path: Path) -> bool:
+    """Whether ``path`` lies inside the installed package (a shipped checkpoint)."""
+    return Path(path).resolve().is_relative_to(Path(__file__).resolve().parent)
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file of a file path, a run folder or ``pretrained:NAME`` (a run
+    shipped in the package's ``pretrained/`` folder)."""
+    text = str(path)
+    if text.startswith(PRETRAINED):
+        folder = Path(__file__).parent / "pretrained"
+        path = folder / text[len(PRETRAINED):]
+        if not path.is_dir():
+            names = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+            raise MbiapoError(f"no shipped checkpoint '{text}'; shipped: {names}")
+    path = Path(path)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
 def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     """The raw payload; one clear MbiapoError for a missing, corrupt or foreign file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
+    path = checkpoint_path(path)
     if not path.is_file():
         raise MbiapoError(f"checkpoint not found: {path}")
     device = resolve_device(device)  # a device this machine lacks is one line, not a load error

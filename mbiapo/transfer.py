@@ -5,7 +5,8 @@ shapes. The model-based estimator (world model, Q nets, rollout policy) comes ei
 model-based checkpoint (paper Fig. 9) or is fitted on the spot from replay data: the world
 model by maximum likelihood, the rollout policy by distilling the transferred planner, with
 the model-free checkpoint's own Q nets. Fitted parts are cached beside the checkpoint (or in
-the user's cache folder when that one is read-only).
+the user's cache folder when that one is read-only, or the checkpoint is shipped with
+mbiapo).
 Everything is copied by state, never by sharing modules between agents.
 """
 
@@ -22,7 +23,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from mbiapo.agent import Agent
-from mbiapo.checkpoint import load_agent, read_checkpoint
+from mbiapo.checkpoint import checkpoint_path, load_agent, read_checkpoint, shipped
 from mbiapo.datasets import dataset_file, read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.models.tanh_gaussian import TanhGaussian
@@ -74,9 +75,7 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
     policy fitted on ``data`` (a replay or dataset file, or a Minari folder; default: the
     replay.h5 saved beside the checkpoint). The fit is cached beside the checkpoint, or in
     ``paths.user_cache()`` where that folder is read-only."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoint.pt"
+    checkpoint = checkpoint_path(checkpoint)
     if data is None:  # the replay beside it, or the dataset an offline run trained on
         data = checkpoint.parent / "replay.h5"
         if not data.is_file():
@@ -90,7 +89,7 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
     agent = Agent(cfg, mf.obs_dim, mf.act_dim)
     _copy_parts(agent, mf, ("planner", "q", "q_target"))
     name = f"{checkpoint.stem}.mb-{_cache_key(checkpoint, file, cfg, fit_steps, seed)}.pt"
-    places = (checkpoint.parent, user_cache())
+    places = (user_cache(),) if shipped(checkpoint) else (checkpoint.parent, user_cache())
     cached = next((folder / name for folder in places if (folder / name).is_file()), None)
     if cached is not None:
         info = _load_fitted(agent, cached)
