@@ -15,6 +15,7 @@ from mbiapo import dataset_commands, sweep_commands
 from mbiapo.analyses import commands as analyses
 from mbiapo.config import compose
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_writable_folder
 from mbiapo.planners import PLANNERS
 from mbiapo.registry import load_plugins
 from mbiapo.value import VALUES
@@ -54,6 +55,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", help="environment to run in, for a run trained offline on a "
                    "dataset that names none (else the checkpoint's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--video", type=Path, metavar="DIR", help="record each episode to "
+                   "DIR/episode-<seed>.mp4 (.gif without an MP4 encoder; headless: EGL)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("overrides", nargs="*", metavar="planner.key=value",
                    help="settings of an untrained --planner, e.g. planner.population=50")
@@ -176,6 +179,8 @@ def _load_for_run(args):
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
     if args.iters is not None and args.iters < 1:
         raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
+    if args.video:
+        check_writable_folder(args.video, "--video")
     return agent, agent.planner_named(args.planner, args.overrides)
 
 
@@ -183,7 +188,8 @@ def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict
     returns = np.array(result["returns"])
     out = {"env": agent.cfg.env.id, "planner": planner_name, "episodes": len(returns),
            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-           "returns": [round(r, 3) for r in result["returns"]]}
+           "returns": [round(r, 3) for r in result["returns"]], "lengths": result["lengths"],
+           **({"videos": result["videos"]} if "videos" in result else {})}
     if with_latency:
         lat = np.array(result["latency_ms"])
         out |= {"latency_ms_mean": float(lat.mean()), "latency_ms_p95":
@@ -191,12 +197,16 @@ def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict
     return out
 
 
-def _episodes(agent, planner, args, with_latency: bool) -> dict:
+def _episodes(agent, planner, args, with_latency: bool, record: bool = True) -> dict:
+    """The command's episodes (recorded to --video DIR, if given and ``record``)."""
     from mbiapo.evaluate import run_episodes
 
+    video = args.video if record else None
+    if video:
+        video.mkdir(parents=True, exist_ok=True)
     return run_episodes(agent, agent.cfg.env.id, args.episodes, args.seed, planner, args.iters,
                         batched=not with_latency,
-                        max_episode_steps=agent.cfg.env.max_episode_steps)
+                        max_episode_steps=agent.cfg.env.max_episode_steps, video=video)
 
 
 def cmd_evaluate(args) -> dict:
@@ -246,7 +256,7 @@ def cmd_plan(args) -> dict:
     print(f"planning with the {name} planner against the model-based value...", file=sys.stderr)
     result = _summary(agent, name, _episodes(agent, mb_planner, args, True), True)
     print("model-free returns of the same checkpoint, for comparison...", file=sys.stderr)
-    baseline = _summary(mf, name, _episodes(mf, planner, args, False), False)
+    baseline = _summary(mf, name, _episodes(mf, planner, args, False, record=False), False)
     result |= {"value": "model-based", **info, **compiled,
                "model_free_return_mean": baseline["return_mean"],
                "model_free_return_std": baseline["return_std"],

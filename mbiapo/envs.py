@@ -1,5 +1,6 @@
 """Gymnasium environments, with actions rescaled to [-1, 1] (the tanh-Gaussian's range)."""
 
+import os
 import warnings
 
 import gymnasium as gym
@@ -16,13 +17,18 @@ mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", 
 NO_ENV = "none"  # env.id of an offline run whose dataset names no environment
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
-    """A flat-Box-observation, Box-action env whose actions lie in [-1, 1]."""
+def make_env(env_id: str, max_episode_steps: int | None = None, render: bool = False
+             ) -> gym.Env:
+    """A flat-Box-observation, Box-action env whose actions lie in [-1, 1]; with ``render``,
+    ``env.render()`` returns RGB frames (offscreen with EGL where there is no display)."""
+    if render and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # read when the first renderer is made
     if env_id == NO_ENV:
         raise MbiapoError("no environment to run: the agent was trained offline on a dataset "
                           "that names none (evaluate and plan take --env ENV_ID)")
     try:
-        env = gym.make(env_id, max_episode_steps=max_episode_steps)
+        env = gym.make(env_id, max_episode_steps=max_episode_steps,
+                       **({"render_mode": "rgb_array"} if render else {}))
     except gym.error.Error as e:
         raise MbiapoError(f"cannot make environment '{env_id}': {e}") from None
     except ImportError as e:

@@ -1,6 +1,7 @@
 """Run a planner in the real environment: returns, and planning latency per action."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -8,27 +9,38 @@ from mbiapo.agent import Agent
 from mbiapo.envs import make_env
 from mbiapo.planners import Planner
 from mbiapo.progress import EpisodeProgress
+from mbiapo.video import EpisodeVideo
 
 
 def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                  planner: Planner | None = None, iters: int | None = None,
                  batched: bool = True, deterministic: bool = True,
-                 max_episode_steps: int | None = None) -> dict:
+                 max_episode_steps: int | None = None, video: Path | None = None) -> dict:
     """Play ``episodes`` episodes (seeds seed, seed+1, ...).
 
     ``batched``: all episodes run side by side and each step plans for all live episodes in
     one call (fast evaluation). Otherwise one episode at a time, planning at batch size 1,
     which is what ``latency_ms`` (per action) then measures. A progress bar over the steps
     goes to stderr.
-    Returns {"returns": [...], "lengths": [...], "latency_ms": [...]}.
+    With ``video`` (a folder), episode i is also recorded to ``video/episode-<seed+i>.mp4``
+    (or .gif, see ``video.EpisodeVideo``), one episode at a time.
+    Returns {"returns": [...], "lengths": [...], "latency_ms": [...]} (+ "videos": [...]).
     """
-    envs = [make_env(env_id, max_episode_steps) for _ in range(episodes)]
+    batched = batched and video is None
+    envs = [make_env(env_id, max_episode_steps, video is not None) for _ in range(episodes)]
+    fps = envs[0].metadata.get("render_fps", 30)
+    videos: dict[int, EpisodeVideo] = {}
+    files = []
     limit = envs[0].spec.max_episode_steps or 0
     progress = EpisodeProgress(episodes, limit, f"{env_id} episodes")
     returns, lengths, latencies = np.zeros(episodes), np.zeros(episodes, int), []
     groups = [list(range(episodes))] if batched else [[i] for i in range(episodes)]
     for group in groups:
         obs = {i: envs[i].reset(seed=seed + i)[0] for i in group}
+        if video is not None:
+            for i in group:
+                videos[i] = EpisodeVideo(video / f"episode-{seed + i}", fps)
+                videos[i].add(envs[i].render())
         live = list(group)
         while live:
             start = time.perf_counter()
@@ -39,8 +51,12 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                 obs[i], reward, terminated, truncated, _ = envs[i].step(action)
                 returns[i] += reward
                 lengths[i] += 1
+                if i in videos:
+                    videos[i].add(envs[i].render())
                 if terminated or truncated:
                     progress.episode_done(lengths[i])
+                    if i in videos:
+                        files.append(str(videos.pop(i).close()))
                 else:
                     still.append(i)
             progress.steps(len(live))
@@ -48,4 +64,5 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
     progress.close()
     for env in envs:
         env.close()
-    return {"returns": returns.tolist(), "lengths": lengths.tolist(), "latency_ms": latencies}
+    result = {"returns": returns.tolist(), "lengths": lengths.tolist(), "latency_ms": latencies}
+    return result | ({"videos": files} if video is not None else {})
