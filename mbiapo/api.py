@@ -8,7 +8,7 @@ from mbiapo.agent import Agent
 from mbiapo.checkpoint import load_agent
 from mbiapo.config import compose
 from mbiapo.evaluate import run_episodes
-from mbiapo.train import Trainer, start_run
+from mbiapo.train import resume_run, start_run
 
 __all__ = ["Agent", "compose", "evaluate", "load", "resume", "train"]
 
@@ -21,7 +21,7 @@ def train(cfg, out: str | Path) -> dict:
 
 def resume(out: str | Path, steps: int | None = None) -> dict:
     """Continue the run in ``out`` to ``steps`` (default: its ``train.steps``)."""
-    return Trainer.resume(Path(out), steps).run()
+    return resume_run(Path(out), steps).run()
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Agent:

@@ -134,15 +134,15 @@ def _run_config(args, env: str | None):
 
 
 def cmd_train(args) -> dict:
-    from mbiapo.train import Trainer, start_run
+    from mbiapo.train import resume_run, start_offline, start_run
 
     if args.resume:
         if args.env or args.planner or args.value or args.config or args.out \
                 or args.seed is not None or args.overrides or args.offline or args.tensorboard:
             raise MbiapoError("--resume continues a run as configured; only --steps may change")
-        trainer = Trainer.resume(args.resume, args.steps)
+        trainer = resume_run(args.resume, args.steps)
     elif args.offline:
-        from mbiapo.offline import prepare, start_offline
+        from mbiapo.offline import prepare
         from mbiapo.run_folder import check_new_run
 
         if args.out is None:

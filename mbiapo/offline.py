@@ -5,18 +5,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from mbiapo import run_folder
 from mbiapo.agent import Agent
 from mbiapo.datasets import Dataset, fit_to_env, read_dataset, read_for
 from mbiapo.envs import NO_ENV
 from mbiapo.errors import MbiapoError
-from mbiapo.metrics_log import summary_writer
 from mbiapo.replay import ReplayBuffer
-from mbiapo.train import Trainer
+from mbiapo.trainer import Trainer
 
 
 class OfflineTrainer(Trainer):
@@ -25,27 +21,22 @@ class OfflineTrainer(Trainer):
     def __init__(self, cfg: DictConfig, out: Path, data: Dataset, agent: Agent | None = None):
         """A new offline run on a validated dataset whose actions are in [-1, 1] (or,
         ``agent`` given, the frame a checkpointed run resumes in)."""
-        self.cfg, self.out, self.dataset = cfg, out, data.path
-        self.evaluates = cfg.env.id != NO_ENV
+        self.dataset = data.path
         self.buffer = ReplayBuffer.from_dataset(data)
-        torch.manual_seed(cfg.train.seed)
-        self.rng = np.random.default_rng(cfg.train.seed)
-        self.agent = agent or Agent(cfg, data.obs_dim, data.act_dim)
-        self.step = self.episodes = self.updates = 0
-        self.wall_s, self.since, self.held = 0.0, None, None
+        super().__init__(cfg, out, data.obs_dim, data.act_dim, agent)
+        self.evaluates = cfg.env.id != NO_ENV
 
     @classmethod
     def resume_from(cls, out: Path, agent: Agent, payload: dict) -> "OfflineTrainer":
-        """The frame a checkpointed offline run resumes in (``Trainer.resume`` restores it),
-        on its dataset, read and checked again."""
+        """The frame a checkpointed offline run resumes in (``train.resume_run`` restores
+        it), on its dataset, read and checked again."""
         env_id = None if agent.cfg.env.id == NO_ENV else agent.cfg.env.id
         data = read_for(payload["offline_dataset"], env_id, agent.obs_dim, agent.act_dim,
                         f"the run in {out}")
         return cls(agent.cfg, out, data, agent)
 
-    def save(self) -> None:
-        run_folder.save(self.out, self.agent,
-                        {**self.state(), "offline_dataset": str(self.dataset)})
+    def state(self) -> dict:
+        return {**super().state(), "offline_dataset": str(self.dataset)}
 
     def _loop(self, log, bar) -> dict:
         t = self.cfg.train
@@ -82,13 +73,3 @@ def prepare(dataset: Path, env: str | None) -> tuple[str, Dataset]:
     for name, dtype in data.converted.items():
         print(f"mbiapo: {dataset}: '{name}' stored as {dtype}, read as float32", file=sys.stderr)
     return env or NO_ENV, data
-
-
-def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:
-    """A new offline run in ``out`` (checked before anything is built or written)."""
-    run_folder.check_new_run(out)
-    if cfg.train.tensorboard:
-        summary_writer()  # says how to install it, before any work
-    trainer = OfflineTrainer(cfg, out, data)
-    trainer.held = run_folder.start(out, cfg)
-    return trainer

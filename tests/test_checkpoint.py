@@ -7,7 +7,7 @@ import torch
 from mbiapo.checkpoint import load_agent, read_checkpoint, save_checkpoint
 from mbiapo.errors import MbiapoError
 from mbiapo.replay import ReplayBuffer
-from mbiapo.train import Trainer, start_run
+from mbiapo.train import resume_run, start_run
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -46,7 +46,7 @@ def test_resume_continues_from_the_same_step_with_the_same_buffer(tmp_path, tiny
     first = start_run(tiny_cfg("direct", **{"train.steps": 150}), out)
     first.run()
     saved_rng = first.rng.bit_generator.state
-    resumed = Trainer.resume(out, steps=260)
+    resumed = resume_run(out, steps=260)
     assert (resumed.step, resumed.episodes, resumed.updates) == (
         first.step, first.episodes, first.updates)
     assert resumed.rng.bit_generator.state == saved_rng
@@ -111,7 +111,7 @@ def test_divergence_stops_training_without_overwriting_the_checkpoint(tmp_path, 
     trainer = start_run(tiny_cfg("direct", **{"train.steps": 100}), tmp_path / "run")
     trainer.run()
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
-    resumed = Trainer.resume(tmp_path / "run", steps=200)
+    resumed = resume_run(tmp_path / "run", steps=200)
     nan = torch.tensor(float("nan"))
     resumed.agent.update = lambda batch: {"q_loss": nan, "objective": nan, "entropy": nan,
                                           "alpha": nan}

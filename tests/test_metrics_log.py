@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mbiapo.train import Trainer
+from mbiapo.train import resume_run
 from tests.helpers import TINY, error_line, run_cli
 
 event_accumulator = pytest.importorskip(
@@ -60,7 +60,7 @@ def test_a_resume_purges_the_events_past_its_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(_Killed):
         trainer.run()
     assert [step for step, _ in _scalars(tmp_path / "run" / "tb")["q_loss"]] == [100, 200, 300]
-    Trainer.resume(tmp_path / "run", steps=None).run()
+    resume_run(tmp_path / "run", steps=None).run()
     assert [step for step, _ in _scalars(tmp_path / "run" / "tb")["q_loss"]] == [100, 200,
                                                                                  300, 400]
 

@@ -18,7 +18,7 @@ import torch
 from mbiapo import run_folder
 from mbiapo.checkpoint import read_checkpoint
 from mbiapo.errors import MbiapoError
-from mbiapo.train import Trainer, start_run
+from mbiapo.train import resume_run, start_run
 from tests.helpers import TINY, error_line, run_cli, tiny_config
 from tests.test_datasets import _minari
 
@@ -100,7 +100,7 @@ def test_a_save_cut_short_resumes_from_a_consistent_pair(tmp_path, monkeypatch, 
     committed = 50 if before else 100
     assert read_checkpoint(out)["step"] == committed
 
-    resumed = Trainer.resume(out, steps=None)
+    resumed = resume_run(out, steps=None)
     assert resumed.step == committed and len(resumed.buffer) == committed
     assert not (out / run_folder.NEXT_REPLAY).exists()
     assert _steps(out) == [50, 100][:committed // 50]  # rows past the checkpoint dropped

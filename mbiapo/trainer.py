@@ -1,0 +1,138 @@
+"""The frame every training run shares, online or offline: agent, replay, RNGs, counters,
+the metrics log and the run folder's saves. ``OnlineTrainer`` (online.py) and
+``OfflineTrainer`` (offline.py) add where transitions come from (``_loop``); train.py starts
+and resumes them."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from mbiapo import run_folder
+from mbiapo.agent import Agent
+from mbiapo.errors import MbiapoError
+from mbiapo.evaluate import run_episodes
+from mbiapo.metrics_log import LOSSES, MetricsLog
+from mbiapo.replay import ReplayBuffer
+
+EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
+
+
+class Trainer:
+    """State of one run folder. Subclasses set ``buffer`` and define ``_loop``."""
+
+    keeps_replay = False  # whether the replay buffer is saved beside the checkpoint
+    buffer: ReplayBuffer
+
+    def __init__(self, cfg: DictConfig, out: Path, obs_dim: int, act_dim: int,
+                 agent: Agent | None = None):
+        """Seeds torch and numpy from ``train.seed``, then builds the agent (or takes the one
+        a checkpoint rebuilt: ``agent``)."""
+        self.cfg, self.out = cfg, out
+        torch.manual_seed(cfg.train.seed)
+        self.rng = np.random.default_rng(cfg.train.seed)
+        self.agent = agent or Agent(cfg, obs_dim, act_dim)
+        self.step = self.episodes = self.updates = 0
+        self.wall_s, self.since = 0.0, None  # seconds trained before this session; its start
+        self.held = None  # the folder's lock (run_folder.lock), while this process trains
+        self.evaluates = True  # offline runs without a known env cannot
+
+    def restore(self, payload: dict) -> None:
+        """Counters, RNG states and (online runs) the replay buffer of a checkpoint."""
+        self.step, self.episodes = payload["step"], payload["episodes"]
+        self.updates, self.wall_s = payload["updates"], payload["wall_s"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.rng.bit_generator.state = payload["rng"]["numpy"]
+        if self.keeps_replay:
+            self.buffer = ReplayBuffer.load(self.out / run_folder.REPLAY,
+                                            capacity=self.buffer.capacity)
+            if len(self.buffer) != min(self.step, self.buffer.capacity):
+                raise MbiapoError(f"{self.out}: replay.h5 holds {len(self.buffer)} transitions "
+                                  f"but the checkpoint is at step {self.step}")
+
+    def save(self) -> None:
+        """Commit the checkpoint and (``train.save_replay``) the replay buffer together."""
+        keep = self.keeps_replay and self.cfg.train.save_replay
+        run_folder.save(self.out, self.agent, self.state(), self.buffer if keep else None,
+                        {"env_id": self.cfg.env.id, "source": "mbiapo train"})
+
+    def state(self) -> dict:
+        """Counters and RNG states for the checkpoint."""
+        return {"step": self.step, "episodes": self.episodes, "updates": self.updates,
+                "wall_s": self.wall(),
+                "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}}
+
+    def wall(self) -> float:
+        """Seconds spent training, over every session of the run (this one up to now)."""
+        return self.wall_s + (time.perf_counter() - self.since if self.since else 0.0)
+
+    def pretrain_model(self) -> None:
+        """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
+        for _ in tqdm(range(self.cfg.value.model_pretrain), desc="model pre-training",
+                      file=sys.stderr, leave=False, mininterval=1.0):
+            self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
+                                                       self.agent.device))
+
+    def evaluate(self) -> np.ndarray | None:
+        if not self.evaluates:
+            return None
+        result = run_episodes(self.agent, self.cfg.env.id, self.cfg.train.eval_episodes,
+                              EVAL_SEED + self.cfg.train.seed,
+                              max_episode_steps=self.cfg.env.max_episode_steps)
+        return np.array(result["returns"])
+
+    def run(self) -> dict:
+        """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises. Unlocks the
+        folder at the end."""
+        cfg, t = self.cfg, self.cfg.train
+        if t.compile:
+            self.agent.compile_value_gradient()
+        log = MetricsLog(self.out, t.tensorboard, self.step)
+        bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} {cfg.planner.name}",
+                   file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+        self.since = time.perf_counter()
+        try:
+            last = self._loop(log, bar)
+            bar.close()
+            self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            raise
+        finally:
+            log.close()
+            if self.held is not None:
+                self.held.close()
+        return last
+
+    def _loop(self, log: MetricsLog, bar: tqdm) -> dict:
+        """Train from ``self.step`` to ``train.steps``, calling ``report`` at evaluation steps
+        and ``save`` at checkpoint steps; returns the last metrics row."""
+        raise NotImplementedError
+
+    def report(self, log: MetricsLog, bar: tqdm, stats: list[dict], finished: list[float],
+               ups: float) -> dict:
+        """Evaluate (when the env is known), write one metrics row and stop on divergence."""
+        returns = self.evaluate()
+        row = {
+            "step": self.step, "episodes": self.episodes, "updates": self.updates,
+            "wall_s": round(self.wall(), 2),
+            "train_return": np.mean(finished) if finished else "",
+            "eval_return_mean": "" if returns is None else returns.mean(),
+            "eval_return_std": "" if returns is None else returns.std(),
+            "updates_per_s": round(ups, 2),
+            **{k: torch.stack([s[k] for s in stats]).mean().item()
+               for k in LOSSES if stats and k in stats[0]},
+            **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
+        }
+        log.write(row)
+        if stats and not all(np.isfinite(v) for k, v in row.items() if k in LOSSES):
+            raise MbiapoError(f"training diverged before step {self.step} (non-finite "
+                              f"losses); the last checkpoint in {self.out} is kept")
+        bar.set_postfix(upd_s=f"{ups:.1f}", **({} if returns is None else
+                                                {"eval": f"{returns.mean():.1f}"}))
+        return row
