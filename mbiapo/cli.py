@@ -2,14 +2,10 @@
 logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2."""
 
 import argparse
-import ctypes
 import json
 import signal
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from mbiapo import dataset_commands, sweep_commands
 from mbiapo.analyses import commands as analyses
@@ -18,6 +14,7 @@ from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_writable_folder
 from mbiapo.planners import PLANNERS
 from mbiapo.registry import load_plugins
+from mbiapo.runtime import keep_freed_memory
 from mbiapo.value import VALUES
 
 
@@ -184,85 +181,40 @@ def _load_for_run(args):
     return agent, agent.planner_named(args.planner, args.overrides)
 
 
-def _summary(agent, planner_name: str, result: dict, with_latency: bool) -> dict:
-    returns = np.array(result["returns"])
-    out = {"env": agent.cfg.env.id, "planner": planner_name, "episodes": len(returns),
-           "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-           "returns": [round(r, 3) for r in result["returns"]], "lengths": result["lengths"],
-           **({"videos": result["videos"]} if "videos" in result else {})}
-    if with_latency:
-        lat = np.array(result["latency_ms"])
-        out |= {"latency_ms_mean": float(lat.mean()), "latency_ms_p95":
-                float(np.percentile(lat, 95)), "actions": int(lat.size)}
-    return out
-
-
-def _episodes(agent, planner, args, with_latency: bool, record: bool = True) -> dict:
-    """The command's episodes (recorded to --video DIR, if given and ``record``)."""
-    from mbiapo.evaluate import run_episodes
-
-    video = args.video if record else None
-    if video:
-        video.mkdir(parents=True, exist_ok=True)
-    return run_episodes(agent, agent.cfg.env.id, args.episodes, args.seed, planner, args.iters,
-                        batched=not with_latency,
-                        max_episode_steps=agent.cfg.env.max_episode_steps, video=video)
-
-
 def cmd_evaluate(args) -> dict:
+    from mbiapo.evaluate import play_and_summarize
+
     agent, planner = _load_for_run(args)
-    name = args.planner or agent.cfg.planner.name
-    return _summary(agent, name, _episodes(agent, planner, args, False), False)
+    return play_and_summarize(agent, args.planner, planner, _episodes(args), latency=False)
 
 
-def _compile(agent, planner) -> dict:
-    """Compile the agent's value gradient and warm it up on one action, so that latencies
-    are the compiled ones; returns the seconds it took."""
-    print("compiling the value gradient (first action)...", file=sys.stderr)
-    start = time.perf_counter()
-    agent.compile_value_gradient()
-    agent.act(np.zeros(agent.obs_dim, np.float32), planner=planner)
-    return {"compile_seconds": round(time.perf_counter() - start, 2)}
+def _episodes(args):
+    from mbiapo.evaluate import Episodes
+
+    return Episodes(args.episodes, args.seed, args.iters, args.video)
 
 
 def cmd_plan(args) -> dict:
     from mbiapo import transfer
+    from mbiapo.evaluate import play_and_summarize
 
     if not args.model_based:
         if args.value or args.data:
             raise MbiapoError("--value and --data choose a model-based value estimate; "
                               "add --model-based")
         agent, planner = _load_for_run(args)
-        compiled = _compile(agent, planner) if args.compile else {}
-        name = args.planner or agent.cfg.planner.name
-        return _summary(agent, name, _episodes(agent, planner, args, True), True) | compiled
+        return play_and_summarize(agent, args.planner, planner, _episodes(args), latency=True,
+                                  compile=args.compile)
     if args.value and args.data:
         raise MbiapoError("pass either --value MB_CKPT or --data FILE.h5, not both")
     if args.fit_steps < 1:
         raise MbiapoError(f"--fit-steps must be >= 1, got {args.fit_steps}")
     mf, planner = _load_for_run(args)
-    if mf.model is not None and not (args.value or args.data):
-        raise MbiapoError(f"{args.checkpoint} was trained model-based: plan with its own model "
-                          f"without --model-based, or pass --value MB_CKPT or --data FILE.h5 "
-                          f"to swap in another model")
-    if args.value:
-        agent, info = transfer.from_checkpoint(mf, args.value, args.device), \
-            {"value_source": args.value}
-    else:
-        agent, info = transfer.fitted(mf, args.checkpoint, args.data, args.fit_steps, args.seed)
-    name = args.planner or mf.cfg.planner.name
-    mb_planner = agent.planner_named(args.planner, args.overrides)
-    compiled = _compile(agent, mb_planner) if args.compile else {}
-    print(f"planning with the {name} planner against the model-based value...", file=sys.stderr)
-    result = _summary(agent, name, _episodes(agent, mb_planner, args, True), True)
-    print("model-free returns of the same checkpoint, for comparison...", file=sys.stderr)
-    baseline = _summary(mf, name, _episodes(mf, planner, args, False, record=False), False)
-    result |= {"value": "model-based", **info, **compiled,
-               "model_free_return_mean": baseline["return_mean"],
-               "model_free_return_std": baseline["return_std"],
-               "return_vs_model_free": result["return_mean"] / baseline["return_mean"]
-               if baseline["return_mean"] else float("nan")}
-    return result
+    return transfer.plan_model_based(mf, planner, args.checkpoint, _episodes(args),
+                                     value=args.value, data=args.data,
+                                     fit_steps=args.fit_steps, name=args.planner,
+                                     overrides=args.overrides, compile=args.compile,
+                                     device=args.device)
 
 
 def cmd_bench(args) -> dict:
@@ -287,21 +239,8 @@ def _print_human(result: dict) -> None:
         print(f"{key:>22}: {value}")
 
 
-def _keep_freed_memory() -> None:
-    """glibc returns freed blocks of a few MB to the OS at once, so every batched evaluation
-    of thousands of rows page-faults its memory back in (analyses spent half their time in
-    the kernel). Keep up to 1 GB of freed memory and stop adapting the mmap threshold."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_trim_threshold, 1 << 30)
-    libc.mallopt(m_mmap_threshold, 1 << 25)  # glibc's largest (32 MB on 64-bit)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _keep_freed_memory()
+    keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     try:
         load_plugins(_plugin_specs(argv))  # before the parser: they add --planner choices

@@ -1,6 +1,8 @@
 """Run a planner in the real environment: returns, and planning latency per action."""
 
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,58 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
         env.close()
     result = {"returns": returns.tolist(), "lengths": lengths.tolist(), "latency_ms": latencies}
     return result | ({"videos": files} if video is not None else {})
+
+
+@dataclass
+class Episodes:
+    """How a command plays: ``count`` episodes (seeds seed, seed+1, ...), the planner's
+    iterations per action (None: its own) and a folder to record them to (None: none)."""
+
+    count: int
+    seed: int = 0
+    iters: int | None = None
+    video: Path | None = None
+
+    def play(self, agent: Agent, planner: Planner, latency: bool, record: bool = True) -> dict:
+        """``run_episodes`` on the agent's env: one state at a time with ``latency`` (what
+        planning latency per action measures), else side by side."""
+        video = self.video if record else None
+        if video:
+            video.mkdir(parents=True, exist_ok=True)
+        return run_episodes(agent, agent.cfg.env.id, self.count, self.seed, planner, self.iters,
+                            batched=not latency, video=video,
+                            max_episode_steps=agent.cfg.env.max_episode_steps)
+
+
+def summarize(agent: Agent, planner_name: str, result: dict, latency: bool) -> dict:
+    """What evaluate and plan print: returns (mean, std, each), lengths, videos and, with
+    ``latency``, planning latency per action (mean, p95)."""
+    returns = np.array(result["returns"])
+    out = {"env": agent.cfg.env.id, "planner": planner_name, "episodes": len(returns),
+           "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+           "returns": [round(r, 3) for r in result["returns"]], "lengths": result["lengths"],
+           **({"videos": result["videos"]} if "videos" in result else {})}
+    if latency:
+        lat = np.array(result["latency_ms"])
+        out |= {"latency_ms_mean": float(lat.mean()), "latency_ms_p95":
+                float(np.percentile(lat, 95)), "actions": int(lat.size)}
+    return out
+
+
+def compile_for_acting(agent: Agent, planner: Planner) -> dict:
+    """Compile the agent's value gradient and warm it up on one action, so that latencies
+    are the compiled ones; returns the seconds it took."""
+    print("compiling the value gradient (first action)...", file=sys.stderr)
+    start = time.perf_counter()
+    agent.compile_value_gradient()
+    agent.act(np.zeros(agent.obs_dim, np.float32), planner=planner)
+    return {"compile_seconds": round(time.perf_counter() - start, 2)}
+
+
+def play_and_summarize(agent: Agent, name: str | None, planner: Planner, episodes: Episodes,
+                       latency: bool, compile: bool = False) -> dict:
+    """evaluate (``latency`` False) and plan: play with ``planner`` (named ``name``, None:
+    the agent's own) and summarize, after compiling the value gradient if asked."""
+    compiled = compile_for_acting(agent, planner) if compile else {}
+    result = episodes.play(agent, planner, latency)
+    return summarize(agent, name or agent.cfg.planner.name, result, latency) | compiled

@@ -26,8 +26,10 @@ from mbiapo.agent import Agent
 from mbiapo.checkpoint import checkpoint_path, load_agent, read_checkpoint, shipped
 from mbiapo.datasets import dataset_file, read_for
 from mbiapo.errors import MbiapoError
+from mbiapo.evaluate import Episodes, play_and_summarize, summarize
 from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.paths import can_write, user_cache
+from mbiapo.planners import Planner
 from mbiapo.replay import ReplayBuffer
 
 
@@ -140,3 +142,32 @@ def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) ->
     seconds = round(time.perf_counter() - start, 2)
     return {"fit_steps": steps, "fit_seconds": seconds, "fit_transitions": len(buffer),
             **agent.model_error(buffer.holdout(device=agent.device))}
+
+
+def plan_model_based(mf: Agent, planner: Planner, checkpoint: str | Path, episodes: Episodes,
+                     value: str | None = None, data: str | None = None, fit_steps: int = 3000,
+                     name: str | None = None, overrides: list[str] = (),
+                     compile: bool = False, device: str = "cpu") -> dict:
+    """``mbiapo plan --model-based``: the model-free agent's ``planner`` (named ``name``;
+    None: its own) plans against a model-based estimate, from the checkpoint ``value`` or
+    fitted on ``data``. Returns plan's summary plus the same checkpoint's model-free
+    returns and the ratio of the two."""
+    if mf.model is not None and not (value or data):
+        raise MbiapoError(f"{checkpoint} was trained model-based: plan with its own model "
+                          f"without --model-based, or pass --value MB_CKPT or --data FILE.h5 "
+                          f"to swap in another model")
+    if value:
+        agent, info = from_checkpoint(mf, value, device), {"value_source": value}
+    else:
+        agent, info = fitted(mf, checkpoint, data, fit_steps, episodes.seed)
+    label = name or mf.cfg.planner.name
+    print(f"planning with the {label} planner against the model-based value...", file=sys.stderr)
+    result = play_and_summarize(agent, name, agent.planner_named(name, list(overrides)),
+                                episodes, latency=True, compile=compile)
+    print("model-free returns of the same checkpoint, for comparison...", file=sys.stderr)
+    baseline = summarize(mf, label, episodes.play(mf, planner, False, record=False), False)
+    return result | {"value": "model-based", **info,
+                     "model_free_return_mean": baseline["return_mean"],
+                     "model_free_return_std": baseline["return_std"],
+                     "return_vs_model_free": result["return_mean"] / baseline["return_mean"]
+                     if baseline["return_mean"] else float("nan")}
