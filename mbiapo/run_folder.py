@@ -107,8 +107,8 @@ def set_aside_partial(out: Path) -> Path | None:
 
 
 def start(out: Path, cfg: DictConfig) -> IO:
-    """Create the folder of a new run, lock it (see ``lock``) and write its config.yaml."""
-    check_new_run(out)
+    """Create the folder of a new run (checked by ``check_new_run``), lock it (see ``lock``)
+    and write its config.yaml."""
     out.mkdir(parents=True, exist_ok=True)
     held = lock(out)
     _write_atomic(out / CONFIG, OmegaConf.to_yaml(cfg))
@@ -186,7 +186,7 @@ def report_config_edits(out: Path, cfg: DictConfig) -> str | None:
     if not path.is_file():
         return None
     try:
-        edited = from_container(OmegaConf.to_container(load_yaml(path)))
+        edited = _read_config(path)
     except MbiapoError as e:
         return f"{path} is not a valid config ({e}); resuming with the checkpoint's config"
     changed = differences(edited, cfg, ignore=("train.device",))
@@ -205,12 +205,16 @@ def update_config(out: Path, before: DictConfig, after: DictConfig) -> None:
     path = out / CONFIG
     if path.is_file():
         try:
-            current = from_container(OmegaConf.to_container(load_yaml(path)))
+            current = _read_config(path)
         except MbiapoError:
             return
         if differences(current, before, ignore=("train.device",)):
             return
     _write_atomic(path, OmegaConf.to_yaml(after))
+
+
+def _read_config(path: Path) -> DictConfig:
+    return from_container(OmegaConf.to_container(load_yaml(path)))
 
 
 def _write_atomic(path: Path, text: str) -> None:

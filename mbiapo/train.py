@@ -21,11 +21,17 @@ __all__ = ["OfflineTrainer", "OnlineTrainer", "Trainer", "resume_run", "start_of
            "start_run"]
 
 
-def start_run(cfg: DictConfig, out: Path) -> OnlineTrainer:
-    """A new online run in ``out``."""
+def _check_new(cfg: DictConfig, out: Path) -> None:
+    """Everything a new run needs, checked before any work: the folder, and tensorboard when
+    ``train.tensorboard`` asks for it (one line saying how to install it)."""
     run_folder.check_new_run(out)
     if cfg.train.tensorboard:
-        summary_writer()  # says how to install it, before any work
+        summary_writer()
+
+
+def start_run(cfg: DictConfig, out: Path) -> OnlineTrainer:
+    """A new online run in ``out``."""
+    _check_new(cfg, out)
     trainer = OnlineTrainer(cfg, out)
     trainer.held = run_folder.start(out, cfg)
     return trainer
@@ -33,9 +39,7 @@ def start_run(cfg: DictConfig, out: Path) -> OnlineTrainer:
 
 def start_offline(cfg: DictConfig, out: Path, data: Dataset) -> OfflineTrainer:
     """A new offline run in ``out`` on a dataset read by ``offline.prepare``."""
-    run_folder.check_new_run(out)
-    if cfg.train.tensorboard:
-        summary_writer()
+    _check_new(cfg, out)
     trainer = OfflineTrainer(cfg, out, data)
     trainer.held = run_folder.start(out, cfg)
     return trainer

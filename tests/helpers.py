@@ -1,4 +1,6 @@
-"""Shared test helpers: the tiny config and in-process CLI calls."""
+"""Shared test helpers: the tiny config, in-process CLI calls, registries put back."""
+
+from contextlib import contextmanager
 
 from mbiapo.cli import main
 from mbiapo.config import compose, overrides_for
@@ -32,3 +34,17 @@ def error_line(capsys, *argv) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mbiapo: error: "), err
     return lines[0]
+
+
+@contextmanager
+def registries_restored():
+    """Whatever the block registers (plugins, docs examples) is gone after it."""
+    from mbiapo.planners import PLANNERS
+    from mbiapo.value import Q_NETWORKS, VALUES
+
+    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
+    try:
+        yield
+    finally:
+        for r, entries in saved.items():
+            r._entries = entries

@@ -17,8 +17,8 @@ from mbiapo.agent import Agent
 from mbiapo.checkpoint import read_checkpoint
 from mbiapo.config import from_container
 from mbiapo.planners import PLANNERS
-from mbiapo.value import Q_NETWORKS, VALUES
-from tests.helpers import TINY, error_line, run_cli
+from mbiapo.value import Q_NETWORKS
+from tests.helpers import TINY, error_line, registries_restored, run_cli
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = ROOT / "mbiapo" / "pretrained" / "ip-iterative"
@@ -152,11 +152,9 @@ def plugin(tmp_path_factory) -> Path:
 @pytest.fixture
 def loaded(plugin):
     """The plugin registered in this process, and the registries restored afterwards."""
-    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
-    registry.load_plugin(str(plugin))
-    yield str(plugin)
-    for r, entries in saved.items():
-        r._entries = entries
+    with registries_restored():
+        registry.load_plugin(str(plugin))
+        yield str(plugin)
 
 
 def _mbiapo(*argv, cwd: Path) -> subprocess.CompletedProcess:
@@ -328,11 +326,9 @@ def test_installed_plugins_load_through_their_entry_point(plugin, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin.parent))
     monkeypatch.setattr(registry, "entry_points",
                         lambda group: [EntryPoint()] if group == "mbiapo.plugins" else [])
-    saved = {r: dict(r._entries) for r in (PLANNERS, VALUES, Q_NETWORKS)}
     try:
-        registry.load_plugins([])
-        assert PLANNERS.get("shooting").plugin == "my_planners"
+        with registries_restored():
+            registry.load_plugins([])
+            assert PLANNERS.get("shooting").plugin == "my_planners"
     finally:
-        for r, entries in saved.items():
-            r._entries = entries
         sys.modules.pop("my_planners", None)
