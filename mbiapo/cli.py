@@ -47,7 +47,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planner", choices=PLANNERS.names(), help="plan with this planner "
                    "(default: the one the checkpoint trained)")
     p.add_argument("--iters", type=int, help="planner iterations per action")
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
     p.add_argument("--env", help="environment to run in, for a run trained offline on a "
                    "dataset that names none (else the checkpoint's)")
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(value estimate included): 2-3x faster planning per action after 10-25 s "
                    "of compilation at the first action (needs a C++ compiler)")
     p = sub.add_parser("bench", help="update rates and acting latency (HalfCheetah-v5 shapes)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
     p.add_argument("--no-sb3", action="store_true", help="skip the stable-baselines3 baseline")
     p.add_argument("--no-model-based", action="store_true", help="skip model-based agents")

@@ -16,7 +16,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--checkpoint", help="checkpoint.pt or a run folder (not needed with "
                    "--random --env ENV)")
     p.add_argument("--env", help="environment for --random without a checkpoint")
-    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--episodes", type=int, required=True, help="episodes to record")
     p.add_argument("--out", type=Path, required=True, help="FILE.h5 to write")
     p.add_argument("--planner", choices=PLANNERS.names(), help="default: the checkpoint's")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian action noise "

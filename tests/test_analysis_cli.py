@@ -344,6 +344,36 @@ def test_gap_writes_a_row_per_state_for_the_planner_and_its_extra_iterations(gap
     assert summary["adam_steps"] == 3 and (gap_dir / "gap.png").is_file()
 
 
+SEEDED = {
+    "compare": ("compare.csv", ["--checkpoint", "ip", "--states", "ip_states", "--iters", "2",
+                                "--samples", "3", "--eval-samples", "4"]),
+    "gap": ("gap.csv", ["--checkpoint", "ip", "--states", "ip_states", "--steps", "2",
+                        "--samples", "3", "--eval-samples", "4", "--extra-iters", "1"]),
+    "modes": ("modes.csv", ["--checkpoint", "ip", "--states", "ip_states", "--runs", "2",
+                            "--grid", "2", "--samples", "3", "--eval-samples", "4"]),
+    "surface": ("surface_paths.csv", ["--checkpoint", "hc", "--states", "hc_states",
+                                      "--grid", "2", "--iters", "2", "--samples", "3",
+                                      "--eval-samples", "4"]),
+}
+
+
+@pytest.mark.parametrize("analysis", list(SEEDED))
+def test_an_analysis_repeats_exactly_with_its_seed_and_changes_with_another(files, tmp_path,
+                                                                          analysis):
+    """--seed fixes every random number: the planners' samples as well as the estimator's."""
+    name, argv = SEEDED[analysis]
+
+    def results(seed: int, run: str) -> list[dict]:
+        out = tmp_path / run
+        args = [files.get(a, a) for a in argv]
+        assert main([analysis, *map(str, args), "--seed", str(seed), "--out", str(out)]) == 0
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in _rows(out / name)]
+
+    first = results(0, "a")
+    assert results(0, "b") == first
+    assert results(1, "c") != first
+
+
 def test_modes_on_halfcheetah_writes_pairs_of_runs_and_every_pair_of_action_dims(modes_dir):
     runs = defaultdict(set)
     for row in _rows(modes_dir / "modes.csv"):

@@ -33,6 +33,12 @@ def _objective_flags(p: argparse.ArgumentParser, samples: int | None,
                    help="action samples of the common estimator that scores every result")
 
 
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
+                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
+                   "planner.elites=6 (each goes to the listed planners that have it)")
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("states", help="collect on-policy states for the analyses",
                        description="Run the checkpoint's planner in the real environment and "
@@ -59,9 +65,7 @@ def add_parsers(sub) -> None:
                    "env; default: the checkpoint's planner and every untrained one)")
     p.add_argument("--iters", type=int, default=100, help="iterations per planner")
     _objective_flags(p, None, 100)
-    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
-                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
-                   "planner.elites=6 (each goes to the listed planners that have it)")
+    _overrides(p)
 
     p = sub.add_parser("gap", help="amortization gap (paper Fig. 6)",
                        description="From each planner's estimate, Adam on lambda; the gap is "
@@ -75,9 +79,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--extra-iters", type=int, default=5,
                    help="extra iterations for a trained iterative planner (0: skip)")
     _objective_flags(p, 100, 1000)
-    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
-                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
-                   "planner.elites=6 (each goes to the listed planners that have it)")
+    _overrides(p)
 
     p = sub.add_parser("modes", help="multiple policy modes (paper Fig. 7)",
                        description="Repeated planning runs per state from random "
@@ -91,9 +93,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--init-std", type=float, default=1.0, help="initial mu ~ N(0, s^2)")
     p.add_argument("--grid", type=int, default=25, help="grid points per action dim")
     _objective_flags(p, None, 100)
-    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
-                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
-                   "planner.elites=6 (each goes to the listed planners that have it)")
+    _overrides(p)
 
     p = sub.add_parser("surface", help="J over two dims of the policy mean (paper Figs. 1, 19)",
                        description="J over two action dims (a = tanh(mu)), the rest fixed at "
@@ -108,9 +108,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--iters", type=int, default=100, help="iterations of untrained planners")
     p.add_argument("--grid", type=int, default=41, help="grid points per dim")
     _objective_flags(p, None, 1000)
-    p.add_argument("overrides", nargs="*", metavar="planner.key=value",
-                   help="settings of the untrained planners, e.g. planner.lr=0.05 "
-                   "planner.elites=6 (each goes to the listed planners that have it)")
+    _overrides(p)
 
     p = sub.add_parser("bias", help="value bias against Monte Carlo returns (paper Fig. 3a)",
                        description="Q-hat minus soft Monte Carlo returns in the real "
@@ -123,7 +121,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("plot", help="redraw an analysis folder's figures from its files")
     p.add_argument("dir", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def _positive(**values) -> None:
@@ -146,54 +144,17 @@ def _states(args, agent):
     return torch.as_tensor(load_states(args.states, agent), device=agent.device)
 
 
-def _planners(agent, spec: str | None, overrides: list[str], default: list[str]) -> dict:
-    """Planners by name from ``spec`` ("a,b,c=CKPT") or ``default``: the checkpoint's own,
-    a trained one from another checkpoint of the same environment, or an untrained one from
-    its config with the ``planner.key=value`` overrides it has (each must fit one)."""
-    from mbiapo.checkpoint import load_agent
-    from mbiapo.config import overrides_for
+def _setup(args, agent, obs):
+    """The analysis' Setup; creates --out, so call it once every input has been checked."""
+    from mbiapo.analyses.common import Setup, output_dir
 
-    wrong = [item for item in overrides if not item.startswith("planner.")]
-    if wrong:
-        raise MbiapoError(f"only planner.* settings can be overridden here, got {wrong[0]}")
-    planners, used = {}, set()
-    for item in spec.split(",") if spec else default:
-        name, _, source = item.strip().partition("=")
-        PLANNERS.get(name)  # says so if unknown
-        if name in planners:
-            raise MbiapoError(f"planner '{name}' is listed twice")
-        if source:
-            other, _ = load_agent(source, str(agent.device))
-            if other.cfg.planner.name != name:
-                raise MbiapoError(f"{source} trained a '{other.cfg.planner.name}' planner, "
-                                  f"not '{name}'")
-            if (other.cfg.env.id, other.obs_dim, other.act_dim) != \
-                    (agent.cfg.env.id, agent.obs_dim, agent.act_dim):
-                raise MbiapoError(f"{source} was trained on {other.cfg.env.id}, the "
-                                  f"checkpoint on {agent.cfg.env.id}")
-            planners[name] = other.planner
-        elif PLANNERS.get(name).build.trainable:
-            planners[name] = agent.planner_named(name)  # says so if it has none
-        else:
-            mine = overrides_for(name, overrides)
-            used.update(mine)
-            planners[name] = agent.planner_named(name, mine)
-    unused = [item for item in overrides if item not in used]
-    if unused:
-        listed = [n for n in planners if not PLANNERS.get(n).build.trainable]
-        raise MbiapoError(f"'{unused[0]}' sets no listed untrained planner "
-                          f"({', '.join(listed) or 'none listed'})")
-    return planners
+    source = {"checkpoint": str(args.checkpoint),
+              "value": agent.cfg.value.kind if args.value is None else args.value}
+    return Setup(agent, obs, output_dir(args.out, args.force), args.beta, args.seed, source)
 
 
-def _settings(args, agent, n_states: int) -> dict:
-    from omegaconf import OmegaConf
-
-    return {"env": agent.cfg.env.id, "checkpoint": str(args.checkpoint),
-            "value": agent.cfg.value.kind if args.value is None else args.value,
-            "beta": agent.cfg.value.beta_collect if args.beta is None else args.beta,
-            "states": n_states, "seed": args.seed,
-            "planner_config": OmegaConf.to_container(agent.cfg.planner)}
+def _all_planners(agent) -> list[str]:
+    return [agent.cfg.planner.name, *untrained_planners()]
 
 
 def cmd_states(args) -> dict:
@@ -212,118 +173,34 @@ def cmd_states(args) -> dict:
 
 
 def cmd_compare(args) -> dict:
-    from mbiapo.analyses import compare, plots
-    from mbiapo.analyses.common import agent_objective, output_dir, write_csv, write_json
+    from mbiapo.analyses import compare
+    from mbiapo.analyses.common import planners_from_spec
 
     _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     agent = _agent(args)
     obs = _states(args, agent)
-    planners = _planners(agent, args.planners, args.overrides,
-                         [agent.cfg.planner.name, *untrained_planners()])
-    out = output_dir(args.out, args.force)
-    traces = compare.compare(planners, agent_objective(agent, args.beta, args.samples),
-                             agent_objective(agent, args.beta, args.eval_samples), obs,
-                             args.iters, args.seed)
-    summary = {"analysis": "compare", **_settings(args, agent, len(obs)), "iters": args.iters,
-               "samples": args.samples or agent.cfg.planner.samples,
-               "eval_samples": args.eval_samples, "overrides": args.overrides,
-               **compare.summarize(traces, agent.cfg.planner.name)}
-    write_csv(out / "compare.csv", compare.csv_rows(traces))
-    write_json(out / "summary.json", summary)
-    plots.plot_compare(out)
-    return {**summary, "out": str(out), "table": compare.table(summary)}
+    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent))
+    return compare.run(_setup(args, agent, obs), planners, args.iters, args.samples,
+                       args.eval_samples, args.overrides)
 
 
 def cmd_gap(args) -> dict:
-    from tqdm import tqdm
-
-    from mbiapo.analyses import plots
-    from mbiapo.analyses.common import (
-        agent_objective,
-        follow,
-        mean_std,
-        output_dir,
-        write_csv,
-        write_json,
-    )
-    from mbiapo.analyses.gap import amortization_gap
+    from mbiapo.analyses import gap
+    from mbiapo.analyses.common import planners_from_spec
 
     _positive(steps=args.steps, samples=args.samples, eval_samples=args.eval_samples)
     if args.extra_iters < 0:
         raise MbiapoError(f"--extra-iters must be >= 0, got {args.extra_iters}")
     agent = _agent(args)
     obs = _states(args, agent)
-    planners = _planners(agent, args.planners, args.overrides, [agent.cfg.planner.name])
-    out = output_dir(args.out, args.force)
-    plan_objective = agent_objective(agent, args.beta, None)(obs)
-    estimates = {}
-    for name, planner in planners.items():
-        estimates[name] = follow(planner, plan_objective, obs, planner.iters)[0][-1]
-        if planner.trainable and planner.iters > 1 and args.extra_iters:
-            extra = follow(planner, plan_objective, obs, planner.iters + args.extra_iters)
-            estimates[f"{name}+{args.extra_iters}"] = extra[0][-1]
-    refine = agent_objective(agent, args.beta, args.samples)(obs)
-    score = agent_objective(agent, args.beta, args.eval_samples)(obs)
-    rows, results = [], {}
-    for label, estimate in tqdm(estimates.items(), desc="gap", unit="planner", leave=False):
-        before, after = amortization_gap(refine, score, obs, estimate, args.steps, args.lr,
-                                         args.seed)
-        rows += [{"state": b, "planner": label, "J_estimate": f"{x:.6g}",
-                  "J_refined": f"{y:.6g}", "gap": f"{y - x:.6g}"}
-                 for b, (x, y) in enumerate(zip(before.tolist(), after.tolist()))]
-        results[label] = {"J_estimate": mean_std(before), "J_refined": mean_std(after),
-                          "gap": mean_std(after - before)}
-    summary = {"analysis": "gap", **_settings(args, agent, len(obs)), "adam_steps": args.steps,
-               "adam_lr": args.lr, "samples": args.samples, "eval_samples": args.eval_samples,
-               "planners": results}
-    write_csv(out / "gap.csv", rows)
-    write_json(out / "summary.json", summary)
-    plots.plot_gap(out)
-    lines = [f"{'planner':<14} {'J(estimate)':>20} {'J(refined)':>20} {'gap':>20}"]
-    for label, r in results.items():
-        cells = [f"{r[k]['mean']:.4g} ± {r[k]['std']:.3g}" for k in ("J_estimate", "J_refined",
-                                                                    "gap")]
-        lines.append(f"{label:<14} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20}")
-    return {**summary, "out": str(out), "table": "\n".join(lines)}
-
-
-def _pair_rows(objective_fn, obs, mu, log_std, pairs, grid, seed, density=None) -> list[dict]:
-    """Grid cells of J (and optionally a density) for every pair of action dims at one state."""
-    from tqdm import tqdm
-
-    from mbiapo.analyses.surface import action_axis, grid_objective
-
-    axis = action_axis(grid, obs.device)
-    rows = []
-    for dims in tqdm(pairs, desc="surfaces", unit="pair", leave=False, disable=len(pairs) < 2):
-        j = grid_objective(objective_fn, obs, mu, log_std, dims, axis, seed)
-        dens = density(dims, axis) if density else None
-        for x in range(grid):
-            for y in range(grid):
-                row = {"pair": f"{dims[0]}-{dims[1]}", "a_x": f"{axis[x].item():.6g}",
-                       "a_y": f"{axis[y].item():.6g}", "objective": f"{j[x, y].item():.6g}"}
-                if dens is not None:
-                    row["density"] = f"{dens[x, y].item():.6g}"
-                rows.append(row)
-    return rows
+    planners = planners_from_spec(agent, args.planners, args.overrides,
+                                  [agent.cfg.planner.name])
+    return gap.run(_setup(args, agent, obs), planners, args.steps, args.lr, args.extra_iters,
+                   args.samples, args.eval_samples)
 
 
 def cmd_modes(args) -> dict:
-    import itertools
-    import math
-
-    import torch
-
-    from mbiapo.analyses import plots
-    from mbiapo.analyses.common import (
-        agent_objective,
-        evaluate,
-        mean_std,
-        output_dir,
-        write_csv,
-        write_json,
-    )
-    from mbiapo.analyses.modes import mixture_density, pairwise_distances, planning_runs
+    from mbiapo.analyses import modes
 
     _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     if args.runs < 2 or args.grid < 2:
@@ -331,52 +208,9 @@ def cmd_modes(args) -> dict:
     agent = _agent(args)
     obs = _states(args, agent)
     planner = agent.planner_named(args.planner, args.overrides)
-    out = output_dir(args.out, args.force)
-    mu, log_std = planning_runs(planner, agent_objective(agent, args.beta, args.samples), obs,
-                                args.runs, args.iters, agent.act_dim, args.init_std, args.seed)
-    actions = torch.tanh(mu)
-    distances = pairwise_distances(actions)  # (N, P)
-    repeated = obs.repeat_interleave(args.runs, 0)  # J of every run: distinct modes score alike
-    values = evaluate(agent_objective(agent, args.beta, args.eval_samples)(repeated),
-                      [(mu.flatten(0, 1), log_std.flatten(0, 1))], args.seed)[0]
-    values = values.reshape(len(obs), args.runs)
-    i, j = torch.triu_indices(args.runs, args.runs, 1)
-    write_csv(out / "modes.csv", [
-        {"state": b, "run_i": i[p].item(), "run_j": j[p].item(), "distance": f"{d:.6g}",
-         "J_i": f"{values[b, i[p]].item():.6g}", "J_j": f"{values[b, j[p]].item():.6g}"}
-        for b, row in enumerate(distances.tolist()) for p, d in enumerate(row)])
-    widest = distances.max(1).values.argmax().item()
-    top = distances[widest].argmax().item()
-    pairs = list(itertools.combinations(range(agent.act_dim), 2))
-    if pairs:  # the widest state's runs, J around its first run, the runs' mixture density
-        write_csv(out / "modes_runs.csv", [
-            {"pair": f"{x}-{y}", "run": r, "a_x": f"{a[x]:.6g}", "a_y": f"{a[y]:.6g}"}
-            for x, y in pairs for r, a in enumerate(actions[widest].tolist())])
-        first = i[top].item()
-        eval_fn = agent_objective(agent, args.beta, args.eval_samples)
-        write_csv(out / "modes_pairs.csv", _pair_rows(
-            eval_fn, obs[widest], mu[widest, first], log_std[widest, first], pairs, args.grid,
-            args.seed, lambda dims, axis: mixture_density(mu[widest], log_std[widest], dims,
-                                                          axis)))
-    max_possible = 2 * math.sqrt(agent.act_dim)
-    summary = {"analysis": "modes", **_settings(args, agent, len(obs)),
-               "planner": args.planner or agent.cfg.planner.name, "runs": args.runs,
-               "iters": args.iters or planner.iters, "init_std": args.init_std,
-               "max_possible_distance": max_possible, "distance": mean_std(distances.flatten()),
-               "distance_max": distances.max().item(),
-               "pairs_over_10pct_of_max": (distances > 0.1 * max_possible).float().mean().item(),
-               "widest_state": widest, "widest_runs": [i[top].item(), j[top].item()],
-               "J_spread_of_runs": mean_std(values.max(1).values - values.min(1).values)}
-    write_json(out / "summary.json", summary)
-    plots.plot_modes(out)
-    spread = summary["J_spread_of_runs"]
-    table = (f"{args.runs} runs x {len(obs)} states, distances between tanh(mu) "
-             f"(max possible {max_possible:.3g}): mean {summary['distance']['mean']:.3g} ± "
-             f"{summary['distance']['std']:.3g}, max {summary['distance_max']:.3g} (state "
-             f"{widest}); {100 * summary['pairs_over_10pct_of_max']:.1f}% of pairs further "
-             f"apart than 10% of the max; best minus worst J of a state's runs "
-             f"{spread['mean']:.3g} ± {spread['std']:.3g}")
-    return {**summary, "out": str(out), "table": table}
+    return modes.run(_setup(args, agent, obs), args.planner or agent.cfg.planner.name,
+                     planner, args.runs, args.iters, args.init_std, args.grid, args.samples,
+                     args.eval_samples)
 
 
 def _one_state(args, agent):
@@ -399,100 +233,41 @@ def _one_state(args, agent):
     return torch.as_tensor(obs, dtype=torch.float32, device=agent.device)
 
 
-def cmd_surface(args) -> dict:
-    import torch
+def _dims(text: str, act_dim: int, env_id: str) -> tuple[int, int]:
+    """--dims i,j: two different action dims."""
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < act_dim for d in dims):
+        raise MbiapoError(f"--dims needs two different action dims in [0, {act_dim}), e.g. "
+                          f"0,1; got '{text}'" + (f" ({env_id} has a single action dim)"
+                                                  if act_dim < 2 else ""))
+    return dims
 
-    from mbiapo.analyses import plots
-    from mbiapo.analyses.common import (
-        agent_objective,
-        evaluate,
-        follow,
-        output_dir,
-        write_csv,
-        write_json,
-    )
+
+def cmd_surface(args) -> dict:
+    from mbiapo.analyses import surface
+    from mbiapo.analyses.common import planners_from_spec
 
     _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     agent = _agent(args)
-    try:
-        dims = tuple(int(d) for d in args.dims.split(","))
-    except ValueError:
-        dims = ()
-    if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < agent.act_dim for d in dims):
-        raise MbiapoError(f"--dims needs two different action dims in [0, {agent.act_dim}), "
-                          f"e.g. 0,1; got '{args.dims}'" + (
-                              f" ({agent.cfg.env.id} has a single action dim)"
-                              if agent.act_dim < 2 else ""))
+    dims = _dims(args.dims, agent.act_dim, agent.cfg.env.id)
     if args.grid < 2:
         raise MbiapoError("--grid must be >= 2")
     obs = _one_state(args, agent).unsqueeze(0)
-    planners = _planners(agent, args.planners, args.overrides,
-                         [agent.cfg.planner.name, *untrained_planners()])
-    out = output_dir(args.out, args.force)
-    plan_objective = agent_objective(agent, args.beta, args.samples)(obs)
-    score = agent_objective(agent, args.beta, args.eval_samples)
-    estimate = follow(agent.planner, plan_objective, obs, agent.planner.iters)[0][-1]
-    grid_rows = _pair_rows(score, obs[0], estimate[0][0], estimate[1][0], [dims], args.grid,
-                           args.seed)
-    pair, path_rows, finals = f"{dims[0]}-{dims[1]}", [], {}
-    for name, planner in planners.items():
-        params = follow(planner, plan_objective, obs,
-                        planner.iters if planner.trainable else args.iters)[0]
-        start = (torch.zeros_like(estimate[0]), torch.zeros_like(estimate[1]))
-        values = evaluate(score(obs), [start, *params], args.seed)[:, 0].tolist()
-        for k, ((mu, _), value) in enumerate(zip([start, *params], values)):
-            a = torch.tanh(mu[0])
-            path_rows.append({"pair": pair, "planner": name, "iteration": k,
-                              "a_x": f"{a[dims[0]].item():.6g}", "a_y": f"{a[dims[1]].item():.6g}",
-                              "objective": f"{value:.6g}"})
-        finals[name] = values[-1]
-    best = max(grid_rows, key=lambda r: float(r["objective"]))
-    summary = {"analysis": "surface", **_settings(args, agent, 1), "state": args.state,
-               "states_file": args.states, "dims": list(dims), "grid": args.grid,
-               "estimate_planner": agent.cfg.planner.name,
-               "grid_best": {k: float(best[k]) for k in ("a_x", "a_y", "objective")},
-               "final_objective": finals}
-    write_csv(out / "surface.csv", grid_rows)
-    write_csv(out / "surface_paths.csv", path_rows)
-    write_json(out / "summary.json", summary)
-    plots.plot_surface(out)
-    lines = [f"best J on the grid of a[{dims[0]}], a[{dims[1]}]: {best['objective']} at "
-             f"({best['a_x']}, {best['a_y']}); final J of each planner (all dims free):"]
-    lines += [f"  {name:<10} {value:.4g}" for name, value in finals.items()]
-    return {**summary, "out": str(out), "table": "\n".join(lines)}
+    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent))
+    return surface.run(_setup(args, agent, obs), planners, dims, args.grid, args.iters,
+                       args.samples, args.eval_samples,
+                       {"state": args.state, "states_file": args.states})
 
 
 def cmd_bias(args) -> dict:
-    import torch
-
-    from mbiapo.analyses import plots
-    from mbiapo.analyses.bias import estimated_q, monte_carlo, uniform_pairs
-    from mbiapo.analyses.common import mean_std, output_dir, write_csv, write_json
+    from mbiapo.analyses import bias
 
     _positive(pairs=args.pairs, rollouts=args.rollouts, horizon=args.horizon)
     agent = _agent(args)
-    out = output_dir(args.out, args.force)
-    beta = agent.cfg.value.beta_collect if args.beta is None else args.beta
-    pairs = uniform_pairs(agent.cfg.env.id, args.pairs, args.seed)
-    q_mc = monte_carlo(agent, pairs, args.rollouts, args.horizon, args.seed)
-    q_hat = estimated_q(agent, pairs, beta)
-    bias = torch.as_tensor(q_hat - q_mc.mean(1))
-    write_csv(out / "bias.csv", [
-        {"pair": k, "q_hat": f"{q_hat[k]:.6g}", "q_mc": f"{q_mc[k].mean():.6g}",
-         "q_mc_std": f"{q_mc[k].std():.6g}", "bias": f"{bias[k]:.6g}"}
-        for k in range(args.pairs)])
-    summary = {"analysis": "bias", **_settings(args, agent, args.pairs), "pairs": args.pairs,
-               "rollouts": args.rollouts, "horizon": args.horizon,
-               "discount_left_at_horizon": agent.cfg.train.gamma ** args.horizon,
-               "alpha": agent.alpha, "bias": mean_std(bias),
-               "q_hat_mean": float(q_hat.mean()), "q_mc_mean": float(q_mc.mean())}
-    write_json(out / "summary.json", summary)
-    plots.plot_bias(out)
-    table = (f"value bias E[Q-hat - Q_MC] over {args.pairs} uniform state-action pairs: "
-             f"{summary['bias']['mean']:.4g} ± {summary['bias']['std']:.3g} (Q-hat mean "
-             f"{summary['q_hat_mean']:.4g}, Monte Carlo mean {summary['q_mc_mean']:.4g}, "
-             f"{args.rollouts} rollouts x {args.horizon} steps)")
-    return {**summary, "out": str(out), "table": table}
+    return bias.run(_setup(args, agent, None), args.pairs, args.rollouts, args.horizon)
 
 
 def cmd_plot(args) -> dict:

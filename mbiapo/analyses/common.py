@@ -1,20 +1,23 @@
-"""Shared pieces of the analyses: the value estimate to analyse, J under a common estimator,
-following a planner's search, and output folders."""
+"""Shared pieces of the analyses: the value estimate to analyse, what an analysis works on
+(``Setup``), J under a common estimator, following a planner's search, and output files."""
 
 import csv
 import gc
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from mbiapo.agent import Agent
+from mbiapo.config import overrides_for
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_writable_folder
-from mbiapo.planners import Objective, Planner
+from mbiapo.planners import PLANNERS, Objective, Planner
 from mbiapo.planners.base import Clock
 from mbiapo.value import ModelFreeValue
 
@@ -39,6 +42,45 @@ def analysis_agent(checkpoint: str, value: str | None, device: str, seed: int = 
     return agent
 
 
+def planners_from_spec(agent, spec: str | None, overrides: list[str], default: list[str]) -> dict:
+    """Planners by name from ``spec`` ("a,b,c=CKPT") or ``default``: the checkpoint's own,
+    a trained one from another checkpoint of the same environment, or an untrained one from
+    its config with the ``planner.key=value`` overrides it has (each must fit one)."""
+    from mbiapo.checkpoint import load_agent
+
+    wrong = [item for item in overrides if not item.startswith("planner.")]
+    if wrong:
+        raise MbiapoError(f"only planner.* settings can be overridden here, got {wrong[0]}")
+    planners, used = {}, set()
+    for item in spec.split(",") if spec else default:
+        name, _, source = item.strip().partition("=")
+        PLANNERS.get(name)  # says so if unknown
+        if name in planners:
+            raise MbiapoError(f"planner '{name}' is listed twice")
+        if source:
+            other, _ = load_agent(source, str(agent.device))
+            if other.cfg.planner.name != name:
+                raise MbiapoError(f"{source} trained a '{other.cfg.planner.name}' planner, "
+                                  f"not '{name}'")
+            if (other.cfg.env.id, other.obs_dim, other.act_dim) != \
+                    (agent.cfg.env.id, agent.obs_dim, agent.act_dim):
+                raise MbiapoError(f"{source} was trained on {other.cfg.env.id}, the "
+                                  f"checkpoint on {agent.cfg.env.id}")
+            planners[name] = other.planner
+        elif PLANNERS.get(name).build.trainable:
+            planners[name] = agent.planner_named(name)  # says so if it has none
+        else:
+            mine = overrides_for(name, overrides)
+            used.update(mine)
+            planners[name] = agent.planner_named(name, mine)
+    unused = [item for item in overrides if item not in used]
+    if unused:
+        listed = [n for n in planners if not PLANNERS.get(n).build.trainable]
+        raise MbiapoError(f"'{unused[0]}' sets no listed untrained planner "
+                          f"({', '.join(listed) or 'none listed'})")
+    return planners
+
+
 def agent_objective(agent: Agent, beta: float | None, samples: int | None) -> ObjectiveFn:
     """J under the agent's value estimate with ``beta`` (default: value.beta_collect, what
     the planner optimizes when acting) and ``samples`` per estimate (default planner.samples)."""
@@ -47,6 +89,43 @@ def agent_objective(agent: Agent, beta: float | None, samples: int | None) -> Ob
     if samples < 1:
         raise MbiapoError(f"--samples must be >= 1, got {samples}")
     return lambda obs: agent.objective(obs, beta, samples)
+
+
+@dataclass
+class Setup:
+    """What an analysis works on: the agent with the value estimate to analyse, the saved
+    states ``obs`` (N, S) (None for analyses that make their own), the results folder ``out``,
+    the pessimism ``beta`` of J (None: value.beta_collect) and the seed. ``source`` names the
+    checkpoint and the value estimate in summary.json."""
+
+    agent: Agent
+    obs: Tensor | None
+    out: Path
+    beta: float | None
+    seed: int
+    source: dict
+
+    def __post_init__(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def objective(self, samples: int | None) -> ObjectiveFn:
+        """J at given states with ``samples`` per estimate (None: planner.samples)."""
+        return agent_objective(self.agent, self.beta, samples)
+
+    def header(self, analysis: str, n_states: int) -> dict:
+        """The first fields of summary.json."""
+        cfg = self.agent.cfg
+        return {"analysis": analysis, "env": cfg.env.id, **self.source,
+                "beta": cfg.value.beta_collect if self.beta is None else self.beta,
+                "states": n_states, "seed": self.seed,
+                "planner_config": OmegaConf.to_container(cfg.planner)}
+
+    def finish(self, summary: dict, plot: Callable[[Path], object], table: str) -> dict:
+        """Write summary.json, draw the figures from the written files, and return what the
+        command prints: the summary, the folder and a text table."""
+        write_json(self.out / "summary.json", summary)
+        plot(self.out)
+        return {**summary, "out": str(self.out), "table": table}
 
 
 def evaluate(objective: Objective, params: list[Params], seed: int = 0,

@@ -10,7 +10,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from mbiapo.analyses.common import ObjectiveFn, Params, evaluate, follow, mean_std
+from mbiapo.analyses import plots
+from mbiapo.analyses.common import (
+    ObjectiveFn,
+    Params,
+    Setup,
+    evaluate,
+    follow,
+    mean_std,
+    write_csv,
+)
 from mbiapo.planners import Planner
 
 
@@ -121,3 +130,17 @@ def table(summary: dict) -> str:
         if key.startswith("time_per_iteration"):
             rows.append(f"{key.replace('_', ' ')}: {value:.2f}x")
     return "\n".join(rows)
+
+
+def run(setup: Setup, planners: dict[str, Planner], iters: int, samples: int | None,
+        eval_samples: int, overrides: list[str]) -> dict:
+    """``mbiapo compare``: every planner on the saved states, ``samples`` per J while
+    planning and ``eval_samples`` to score; writes compare.csv, summary.json, compare.png."""
+    agent = setup.agent
+    traces = compare(planners, setup.objective(samples), setup.objective(eval_samples),
+                     setup.obs, iters, setup.seed)
+    summary = {**setup.header("compare", len(setup.obs)), "iters": iters,
+               "samples": samples or agent.cfg.planner.samples, "eval_samples": eval_samples,
+               "overrides": overrides, **summarize(traces, agent.cfg.planner.name)}
+    write_csv(setup.out / "compare.csv", csv_rows(traces))
+    return setup.finish(summary, plots.plot_compare, table(summary))
