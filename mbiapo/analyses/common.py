@@ -42,7 +42,8 @@ def analysis_agent(checkpoint: str, value: str | None, device: str, seed: int = 
     return agent
 
 
-def planners_from_spec(agent, spec: str | None, overrides: list[str], default: list[str]) -> dict:
+def planners_from_spec(agent: Agent, spec: str | None, overrides: list[str],
+                       default: list[str]) -> dict[str, Planner]:
     """Planners by name from ``spec`` ("a,b,c=CKPT") or ``default``: the checkpoint's own,
     a trained one from another checkpoint of the same environment, or an untrained one from
     its config with the ``planner.key=value`` overrides it has (each must fit one)."""
