@@ -1,0 +1,84 @@
+"""``mbiapo`` command line. Results go to stdout (one JSON object with --json); progress and
+logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2.
+
+Each module of this package adds the parsers of a group of commands (``add_parsers``) and
+maps each command to its handler (``HANDLERS``); a handler checks its flags and calls the
+library. Heavy imports happen inside the handlers, so ``mbiapo --help`` stays fast."""
+
+import argparse
+import json
+import sys
+
+from mbiapo.cli import acting, analyses, benchmark, datasets, sweeps, training
+from mbiapo.errors import MbiapoError
+from mbiapo.registry import load_plugins
+from mbiapo.runtime import keep_freed_memory
+
+COMMANDS = (training, acting, datasets, analyses, sweeps, benchmark)
+"""The command modules, in the order ``mbiapo --help`` lists their commands."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command takes --plugin (loaded before parsing: ``_plugin_specs``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                          help="import MODULE (or FILE.py) first: it may register planners "
+                          "and value estimators (repeatable)")
+
+    def error(self, message: str):  # one line instead of usage + message
+        raise MbiapoError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _plugin_specs(argv: list[str]) -> list[str]:
+    """The --plugin values of a command line."""
+    specs = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            specs.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            specs.append(arg.partition("=")[2])
+    return specs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mbiapo", description="Policy optimization as planning: train "
+                     "agents, plan with their value estimates, benchmark planners.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in COMMANDS:
+        module.add_parsers(sub)
+    return parser
+
+
+def _print_human(result: dict) -> None:
+    if "table" in result:  # an analysis: its table and where its files are
+        print(result["table"])
+        print(f"results in {result['out']}")
+        return
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, list):
+            value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        print(f"{key:>22}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        load_plugins(_plugin_specs(argv))  # before the parser: they add --planner choices
+        args = build_parser().parse_args(argv)
+        handlers = {name: h for module in COMMANDS for name, h in module.HANDLERS.items()}
+        result = handlers[args.command](args)
+    except MbiapoError as e:
+        print(f"mbiapo: error: {e}", file=sys.stderr)
+        return 2
+    exit_code = result.pop("exit_code", 0)  # a sweep with failed runs still reports them
+    if getattr(args, "json", False):
+        result.pop("table", None)
+        print(json.dumps(result))
+    else:
+        _print_human(result)
+    return exit_code
