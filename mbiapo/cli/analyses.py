@@ -57,8 +57,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("compare", help="compare planners on saved states (paper Fig. 18)",
                        description="Run every planner from the same initialisation on all "
                        "saved states at once; J after each iteration, seconds per iteration, "
-                       "and the iterations adam and cem need to reach the iterative planner's "
-                       "J after 5. Writes compare.csv, summary.json, compare.png.")
+                       "and the iterations each needs to reach the checkpoint's planner's J "
+                       "after min(5, its iterations). Writes compare.csv, summary.json, "
+                       "compare.png.")
     _common(p, "compare")
     p.add_argument("--planners", help="comma-separated, e.g. iterative,adam,cem,direct=RUN "
                    "(NAME=CKPT takes a trained planner from another checkpoint of the same "
@@ -77,7 +78,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=100, help="Adam steps")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
     p.add_argument("--extra-iters", type=int, default=5,
-                   help="extra iterations for a trained iterative planner (0: skip)")
+                   help="extra iterations for a trained planner with iterations (0: skip)")
     _objective_flags(p, 100, 1000)
     _overrides(p)
 
