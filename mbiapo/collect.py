@@ -1,10 +1,12 @@
 """Dataset collection and inspection: ``mbiapo collect`` and ``mbiapo dataset info``."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from mbiapo.agent import Agent
-from mbiapo.datasets import FIELDS, Dataset, fit_to_env
+from mbiapo.datasets import FIELDS, Dataset, fit_to_env, write_d4rl
 from mbiapo.envs import action_bounds, make_env
 from mbiapo.planners import Planner
 from mbiapo.progress import EpisodeProgress
@@ -52,6 +54,26 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
     low, high = action_bounds(env_id)
     arrays["actions"] = (low + (arrays["actions"] + 1) / 2 * (high - low)).astype(np.float32)
     return arrays
+
+
+def collect_dataset(path: Path, agent: Agent | None, env_id: str, episodes: int, seed: int,
+                    planner: Planner | None, noise: float, max_episode_steps: int | None,
+                    policy: str) -> dict:
+    """``mbiapo collect``: play the episodes (as ``collect``) and write them to ``path`` in
+    the D4RL layout, with ``policy`` (a description) and the settings in its metadata.
+    Returns what the command prints: file, env, policy, transitions, episodes, mean return."""
+    arrays = collect(agent, env_id, episodes, seed, planner, noise, max_episode_steps)
+    low, high = action_bounds(env_id)
+    write_d4rl(path, arrays, {
+        "env_id": env_id, "source": "mbiapo collect", "policy": policy, "seed": seed,
+        "noise": noise, "episodes": episodes, "actions": "env units",
+        "obs_dim": arrays["observations"].shape[1], "act_dim": arrays["actions"].shape[1],
+        "action_low": low, "action_high": high})
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    returns = [r.sum() for r in np.split(arrays["rewards"], ends[:-1] + 1)]
+    return {"out": str(path), "env": env_id, "policy": policy,
+            "transitions": len(arrays["rewards"]), "episodes": episodes,
+            "return_mean": float(sum(returns) / len(returns))}
 
 
 def describe(data: Dataset) -> dict:

@@ -37,9 +37,7 @@ def add_parsers(sub) -> None:
 
 def cmd_collect(args) -> dict:
     from mbiapo.checkpoint import load_agent
-    from mbiapo.collect import collect
-    from mbiapo.datasets import write_d4rl
-    from mbiapo.envs import action_bounds
+    from mbiapo.collect import collect_dataset
 
     if args.episodes < 1:
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
@@ -63,24 +61,8 @@ def cmd_collect(args) -> dict:
     else:
         policy = (f"mbiapo checkpoint {args.checkpoint}, planner "
                   f"{args.planner or agent.cfg.planner.name}, tanh(mu) + N(0, {args.noise}^2)")
-    arrays = collect(agent, env_id, args.episodes, args.seed, planner, args.noise, max_steps)
-    low, high = action_bounds(env_id)
-    write_d4rl(args.out, arrays, {
-        "env_id": env_id, "source": "mbiapo collect", "policy": policy, "seed": args.seed,
-        "noise": args.noise, "episodes": args.episodes, "actions": "env units",
-        "obs_dim": arrays["observations"].shape[1], "act_dim": arrays["actions"].shape[1],
-        "action_low": low, "action_high": high})
-    ends = arrays["terminals"] | arrays["timeouts"]
-    returns = [r.sum() for r in _split(arrays["rewards"], ends)]
-    return {"out": str(args.out), "env": env_id, "policy": policy,
-            "transitions": len(arrays["rewards"]), "episodes": args.episodes,
-            "return_mean": float(sum(returns) / len(returns))}
-
-
-def _split(values, ends):
-    import numpy as np
-
-    return np.split(values, np.flatnonzero(ends)[:-1] + 1)
+    return collect_dataset(args.out, agent, env_id, args.episodes, args.seed, planner,
+                           args.noise, max_steps, policy)
 
 
 def cmd_dataset(args) -> dict:
