@@ -104,10 +104,9 @@ def run(setup: Setup, pairs: int, rollouts: int, horizon: int) -> dict:
     """``mbiapo bias``: Q-hat minus the Monte Carlo mean on ``pairs`` uniform state-action
     pairs; writes bias.csv, summary.json, bias.png."""
     agent, seed = setup.agent, setup.seed
-    beta = agent.cfg.value.beta_collect if setup.beta is None else setup.beta
     chosen = uniform_pairs(agent.cfg.env.id, pairs, seed)
     q_mc = monte_carlo(agent, chosen, rollouts, horizon, seed)
-    q_hat = estimated_q(agent, chosen, beta)
+    q_hat = estimated_q(agent, chosen, setup.beta_used)
     bias = torch.as_tensor(q_hat - q_mc.mean(1))
     write_csv(setup.out / "bias.csv", [
         {"pair": k, "q_hat": f"{q_hat[k]:.6g}", "q_mc": f"{q_mc[k].mean():.6g}",

@@ -113,11 +113,16 @@ class Setup:
         """J at given states with ``samples`` per estimate (None: planner.samples)."""
         return agent_objective(self.agent, self.beta, samples)
 
+    @property
+    def beta_used(self) -> float:
+        """``beta``, or value.beta_collect when it is None."""
+        return self.agent.cfg.value.beta_collect if self.beta is None else self.beta
+
     def header(self, analysis: str, n_states: int) -> dict:
         """The first fields of summary.json."""
         cfg = self.agent.cfg
         return {"analysis": analysis, "env": cfg.env.id, **self.source,
-                "beta": cfg.value.beta_collect if self.beta is None else self.beta,
+                "beta": self.beta_used,
                 "states": n_states, "seed": self.seed,
                 "planner_config": OmegaConf.to_container(cfg.planner)}
 
@@ -150,11 +155,14 @@ def _devices(params: list[Params]) -> list[int]:
 
 
 def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
-           init: Params | None = None,
-           on_step: Callable[[], object] | None = None) -> tuple[list[Params], list[float]]:
+           init: Params | None = None, on_step: Callable[[], object] | None = None,
+           seed: int | None = None) -> tuple[list[Params], list[float]]:
     """Run ``planner`` for ``iters`` iterations and return the parameters after each one and
     the wall-clock seconds since the start at that point. The planner evaluates J only as far
-    as its own search needs; the analysis evaluates it afterwards with ``evaluate``."""
+    as its own search needs; the analysis evaluates it afterwards with ``evaluate``. With
+    ``seed``, the planner's own samples start from ``torch.manual_seed(seed)``."""
+    if seed is not None:
+        torch.manual_seed(seed)
     params, seconds = [], []
     clock = Clock(obs.device)
 

@@ -6,7 +6,6 @@ timings cover the planners' own work only."""
 import sys
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
@@ -45,8 +44,9 @@ def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: Objecti
         for name, planner in planners.items():
             bar.set_postfix_str(name)
             follow(planner, plan_objective, obs, min(iters, 2))
-            torch.manual_seed(seed + 1)  # the planners' samples differ from the estimator's
-            params, seconds = follow(planner, plan_objective, obs, iters, on_step=bar.update)
+            # seed + 1: the planners' samples differ from the estimator's
+            params, seconds = follow(planner, plan_objective, obs, iters, on_step=bar.update,
+                                     seed=seed + 1)
             bar.update(iters - len(params))  # a direct planner stops after one
             values = evaluate(eval_objective, params, seed, on_step=bar.update)
             bar.update(iters - len(params))

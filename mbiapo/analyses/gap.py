@@ -1,7 +1,6 @@
 """Amortization gap (paper A.3, Fig. 6): from each planner's estimate lambda, Adam on lambda
 (lr 5e-3, 100 steps) finds lambda-hat; the gap per state is J(lambda-hat) - J(lambda)."""
 
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
@@ -29,11 +28,9 @@ def estimates(planners: dict[str, Planner], objective: Objective, obs: Tensor,
     from the same random numbers (``seed``)."""
     found = {}
     for name, planner in planners.items():
-        torch.manual_seed(seed)
-        found[name] = follow(planner, objective, obs, planner.iters)[0][-1]
+        found[name] = follow(planner, objective, obs, planner.iters, seed=seed)[0][-1]
         if planner.trainable and planner.iters > 1 and extra_iters:
-            torch.manual_seed(seed)
-            extra = follow(planner, objective, obs, planner.iters + extra_iters)
+            extra = follow(planner, objective, obs, planner.iters + extra_iters, seed=seed)
             found[f"{name}+{extra_iters}"] = extra[0][-1]
     return found
 

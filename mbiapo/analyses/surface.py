@@ -68,15 +68,14 @@ def run(setup: Setup, planners: dict[str, Planner], dims: tuple[int, int], grid:
     obs, agent = setup.obs, setup.agent
     plan_objective = setup.objective(samples)(obs)
     score = setup.objective(eval_samples)
-    torch.manual_seed(setup.seed + 1)  # the planners' samples differ from the estimator's
-    estimate = follow(agent.planner, plan_objective, obs, agent.planner.iters)[0][-1]
+    seed = setup.seed + 1  # the planners' samples differ from the estimator's
+    estimate = follow(agent.planner, plan_objective, obs, agent.planner.iters, seed=seed)[0][-1]
     grid_rows = pair_rows(score, obs[0], estimate[0][0], estimate[1][0], [dims], grid,
                           setup.seed)
     path_rows, finals = [], {}
     for name, planner in planners.items():
-        torch.manual_seed(setup.seed + 1)
         params = follow(planner, plan_objective, obs,
-                        planner.iters if planner.trainable else iters)[0]
+                        planner.iters if planner.trainable else iters, seed=seed)[0]
         start = (torch.zeros_like(estimate[0]), torch.zeros_like(estimate[1]))
         values = evaluate(score(obs), [start, *params], setup.seed)[:, 0].tolist()
         for k, ((mu, _), value) in enumerate(zip([start, *params], values)):
