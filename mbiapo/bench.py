@@ -1,15 +1,18 @@
 """``mbiapo bench``: update rates and acting latency on HalfCheetah-v5 shapes, against
 stable-baselines3's SAC (same network sizes and batch) measured in the same process,
-model-based agents (h = 2) against model-free ones, model-based acting beside a busy
-process, the time ``mbiapo compare`` needs, and loading a 1M-transition D4RL file."""
+model-based agents (h = 2) against model-free ones, updates and model-based acting beside a
+busy process (updates with every core and with the thread policy's choice), the time
+``mbiapo compare`` needs, and loading a 1M-transition D4RL file."""
 
 import subprocess
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
 
+from mbiapo import threads
 from mbiapo.agent import Agent
 from mbiapo.config import compose
 from mbiapo.planners import PLANNERS, DirectPlanner, IterativePlanner, untrained_planners
@@ -85,17 +88,57 @@ def agent_act(planner: str, value: str = "model-free", compiled: bool = False,
     return lambda: agent.act(obs, planner=chosen)
 
 
-def busy_neighbour_slowdown(act, seconds: float) -> dict[str, float]:
-    """Latency of ``act`` (ms) idle and with one CPU-bound process running beside it."""
-    idle = 1e3 / _rates({"idle": act}, seconds)["idle"]
+@contextmanager
+def busy_neighbour():
+    """One CPU-bound process running beside the block."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)  # let it get scheduled
-        busy = 1e3 / _rates({"busy": act}, seconds)["busy"]
+        yield
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def busy_neighbour_slowdown(act, seconds: float) -> dict[str, float]:
+    """Latency of ``act`` (ms) idle and with one CPU-bound process running beside it."""
+    idle = 1e3 / _rates({"idle": act}, seconds)["idle"]
+    with busy_neighbour():
+        busy = 1e3 / _rates({"busy": act}, seconds)["busy"]
     return {"idle_ms": idle, "busy_ms": busy, "busy_vs_idle": busy / idle}
+
+
+def _on_threads(fn, count: int):
+    def call():
+        torch.set_num_threads(count)
+        fn()
+    return call
+
+
+def shared_machine(updates: dict, seconds: float) -> dict[str, float]:
+    """Update rates idle and beside one CPU-bound process, each with every usable core
+    (torch's default, before the thread policy) and with the count the auto policy chooses
+    there; the ratios the thread policy is judged by."""
+    before, cores = torch.get_num_threads(), threads.ThreadPolicy(threads.AUTO).usable
+    result: dict[str, float] = {"threads_all": cores}
+    rates = {}
+    try:
+        for case in ("idle", "busy"):
+            with busy_neighbour() if case == "busy" else nullcontext():
+                auto = threads.ThreadPolicy(threads.AUTO).apply().threads
+                result[f"threads_auto_{case}"] = auto
+                fns = {f"{name}_{case}_{label}": _on_threads(fn, count)
+                       for name, fn in updates.items()
+                       for label, count in (("all", cores), ("auto", auto))}
+                rates |= _rates(fns, seconds * len(fns))
+    finally:
+        torch.set_num_threads(before)
+    result |= {f"updates_per_s_{name}": rate for name, rate in rates.items()}
+    for n in updates:
+        result[f"{n}_busy_vs_idle_auto"] = rates[f"{n}_busy_auto"] / rates[f"{n}_idle_auto"]
+        result[f"{n}_busy_vs_idle_all_threads"] = rates[f"{n}_busy_all"] / rates[f"{n}_idle_all"]
+        result[f"{n}_idle_auto_vs_all_threads"] = rates[f"{n}_idle_auto"] / rates[f"{n}_idle_all"]
+    return result
 
 
 def sb3_update(steps: int = 10, device: str = "cpu"):
@@ -228,6 +271,11 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
         log("model-based acting with a CPU-bound process beside it...")
         busy = busy_neighbour_slowdown(acts["mb_iterative"], seconds)
         result |= {f"mb_iterative_act_{key}": value for key, value in busy.items()}
+    log("update rates beside a CPU-bound process, all cores and the thread policy's choice...")
+    shared = {"mf_direct": agent_update(DIRECT, device=device)}
+    if with_model_based:
+        shared["mb_direct"] = agent_update(DIRECT, "model-based", device=device)
+    result |= shared_machine(shared, seconds)
     if compare_size:
         states, iters = compare_size
         count = 2 + len(untrained_planners())

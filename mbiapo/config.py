@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mbiapo import threads
 from mbiapo.errors import MbiapoError
 from mbiapo.models.mlp import check_shape
 from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
@@ -48,6 +49,7 @@ class TrainConfig:
     device: str = "cpu"
     compile: bool = False  # torch.compile the planners' J gradient (Agent.compile_value_gradient)
     tensorboard: bool = False  # also log metrics.csv's scalars to DIR/tb (the tensorboard extra)
+    threads: str = "auto"  # torch threads: auto (mbiapo/threads.py) or a number; --threads wins
 
 
 @dataclass
@@ -199,6 +201,7 @@ def validate(cfg: DictConfig) -> None:
         raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {lam}")
     if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
+    threads.parse(cfg.train.threads)
     _validate_planner(cfg.planner)
     for prefix in VALUE_NETWORKS:
         check_network(cfg.value, prefix)

@@ -10,7 +10,8 @@ from mbiapo.errors import MbiapoError
 
 LOSSES = ("q_loss", "objective", "entropy", "alpha", "model_loss", "distill_kl")
 COLUMNS = ("step", "episodes", "updates", "wall_s", "train_return", "eval_return_mean",
-           "eval_return_std", "updates_per_s", *LOSSES, "model_error", "model_error_ratio")
+           "eval_return_std", "updates_per_s", "threads", *LOSSES, "model_error",
+           "model_error_ratio")
 TENSORBOARD_DIR = "tb"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mbiapo import threads
 from mbiapo.agent import Agent
 from mbiapo.datasets import Dataset, fit_to_env, read_dataset, read_for
 from mbiapo.envs import NO_ENV
@@ -45,6 +46,7 @@ class OfflineTrainer(Trainer):
         stats, last = [], {}
         tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:
+            threads.refresh()
             batch = self.buffer.sample(t.batch_size, self.rng, self.agent.device)
             stats.append(self.agent.update(batch))
             self.step += 1

@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from mbiapo import threads
 from mbiapo.agent import Agent
 from mbiapo.envs import env_dims, make_env
 from mbiapo.metrics_log import MetricsLog
@@ -36,6 +37,7 @@ class OnlineTrainer(Trainer):
         stats: list[dict] = []
         tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:
+            threads.refresh()
             if self.step < t.warmup_steps:
                 action = self.rng.uniform(-1.0, 1.0, self.agent.act_dim).astype(np.float32)
             else:

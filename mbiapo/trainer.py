@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from mbiapo import run_folder
+from mbiapo import run_folder, threads
 from mbiapo.agent import Agent
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
@@ -74,6 +74,7 @@ class Trainer:
         """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
         for _ in tqdm(range(self.cfg.value.model_pretrain), desc="model pre-training",
                       file=sys.stderr, leave=False, mininterval=1.0):
+            threads.refresh()
             self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
                                                        self.agent.device))
 
@@ -85,10 +86,12 @@ class Trainer:
                               max_episode_steps=self.cfg.env.max_episode_steps)
         return np.array(result["returns"])
 
-    def run(self) -> dict:
-        """Train until ``train.steps``; Ctrl-C saves a checkpoint and re-raises. Unlocks the
-        folder at the end."""
+    def run(self, threads_setting: str | int | None = None) -> dict:
+        """Train until ``train.steps`` with ``threads_setting`` (default ``train.threads``;
+        see mbiapo/threads.py); Ctrl-C saves a checkpoint and re-raises. Unlocks the folder
+        at the end."""
         cfg, t = self.cfg, self.cfg.train
+        threads.use(threads_setting or t.threads)
         if t.compile:
             self.agent.compile_value_gradient()
         log = MetricsLog(self.out, t.tensorboard, self.step)
@@ -124,7 +127,7 @@ class Trainer:
             "train_return": np.mean(finished) if finished else "",
             "eval_return_mean": "" if returns is None else returns.mean(),
             "eval_return_std": "" if returns is None else returns.std(),
-            "updates_per_s": round(ups, 2),
+            "updates_per_s": round(ups, 2), "threads": threads.refresh(),
             **{k: torch.stack([s[k] for s in stats]).mean().item()
                for k in LOSSES if stats and k in stats[0]},
             **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),

@@ -22,6 +22,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from mbiapo import threads
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import checkpoint_path, load_agent, read_checkpoint, shipped
 from mbiapo.datasets import dataset_file, read_for
@@ -133,6 +134,7 @@ def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) ->
     cfg, start = agent.cfg, time.perf_counter()
     for _ in tqdm(range(steps), desc="fitting model and rollout policy", file=sys.stderr,
                   mininterval=1.0, dynamic_ncols=True):
+        threads.refresh()
         batch = buffer.sample(cfg.train.batch_size, rng, agent.device)
         with torch.no_grad():
             objective = mf.objective(batch["obs"], cfg.value.beta_train,

@@ -158,7 +158,7 @@ def test_states_json_reports_what_it_wrote(files, tmp_path, capsys):
                            "--episodes", 1, "--out", out, "--json")
     assert code == 0
     assert json.loads(stdout) == {"out": str(out), "env": "InvertedPendulum-v5", "states": 3,
-                                  "obs_dim": 4}
+                                  "obs_dim": 4, "threads": torch.get_num_threads()}
     with h5py.File(out, "r") as f:
         assert f["observations"].shape == (3, 4)
 
@@ -447,7 +447,8 @@ def test_plot_redraws_deleted_figures_from_the_folders_files(request, tmp_path, 
     data = {p.name: p.read_bytes() for p in out.iterdir()}
     code, stdout, _ = run_cli(capsys, "plot", out, "--json")
     assert code == 0
-    assert json.loads(stdout) == {"figures": [str(out / name) for name in figures]}
+    assert json.loads(stdout) == {"figures": [str(out / name) for name in figures],
+                                  "threads": torch.get_num_threads()}
     for name in figures:
         assert (out / name).stat().st_size > 0
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name not in figures} == data

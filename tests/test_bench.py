@@ -28,5 +28,10 @@ def test_bench_reports_all_figures():
                 "act_latency_ms_mb_iterative_compiled", "mb_compile_seconds",
                 "act_latency_ms_iterative_compiled", "mb_iterative_act_busy_vs_idle",
                 "compare_seconds_3x5x2", "dataset_load_seconds_3k",
-                "dataset_load_peak_vs_array_bytes_rebuilt_next"):
+                "dataset_load_peak_vs_array_bytes_rebuilt_next", "threads_all",
+                "threads_auto_idle", "threads_auto_busy"):
         assert result[key] > 0, key
+    for agent in ("mf_direct", "mb_direct"):
+        for ratio in ("busy_vs_idle_auto", "busy_vs_idle_all_threads",
+                      "idle_auto_vs_all_threads"):
+            assert result[f"{agent}_{ratio}"] > 0, (agent, ratio)

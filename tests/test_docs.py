@@ -57,9 +57,10 @@ def _commands_reference() -> dict[tuple[str, ...], set[str]]:
 
 
 def _flags(parser) -> set[str]:
-    """The --flags of an argparse parser, without --help and the global --plugin."""
+    """The --flags of an argparse parser, without --help and the global --plugin and
+    --threads."""
     return {flag for action in parser._actions for flag in action.option_strings
-            if flag.startswith("--") and flag not in ("--help", "--plugin")}
+            if flag.startswith("--") and flag not in ("--help", "--plugin", "--threads")}
 
 
 def _subcommands(parser) -> dict[tuple[str, ...], object]:

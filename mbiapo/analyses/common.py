@@ -123,7 +123,7 @@ class Setup:
         cfg = self.agent.cfg
         return {"analysis": analysis, "env": cfg.env.id, **self.source,
                 "beta": self.beta_used,
-                "states": n_states, "seed": self.seed,
+                "states": n_states, "seed": self.seed, "threads": torch.get_num_threads(),
                 "planner_config": OmegaConf.to_container(cfg.planner)}
 
     def finish(self, summary: dict, plot: Callable[[Path], object], table: str) -> dict:

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from mbiapo import threads
 from mbiapo.cli import acting, analyses, benchmark, datasets, sweeps, training
 from mbiapo.errors import MbiapoError
 from mbiapo.registry import load_plugins
@@ -18,14 +19,25 @@ COMMANDS = (training, acting, datasets, analyses, sweeps, benchmark)
 """The command modules, in the order ``mbiapo --help`` lists their commands."""
 
 
+def _thread_setting(text: str):
+    try:
+        return threads.parse(text)
+    except MbiapoError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 class _Parser(argparse.ArgumentParser):
-    """Every (sub)command takes --plugin (loaded before parsing: ``_plugin_specs``)."""
+    """Every (sub)command takes --plugin (loaded before parsing: ``_plugin_specs``) and
+    --threads (the thread policy, applied before the command runs)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                           help="import MODULE (or FILE.py) first: it may register planners "
                           "and value estimators (repeatable)")
+        self.add_argument("--threads", type=_thread_setting, default=argparse.SUPPRESS,
+                          metavar="N", help="torch threads: a number, or auto (default: "
+                          "the usable cores less those other processes keep busy)")
 
     def error(self, message: str):  # one line instead of usage + message
         raise MbiapoError(f"{self.prog}: {message} (see '{self.prog} --help')")
@@ -71,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         load_plugins(_plugin_specs(argv))  # before the parser: they add --planner choices
         args = build_parser().parse_args(argv)
         handlers = {name: h for module in COMMANDS for name, h in module.HANDLERS.items()}
+        threads.apply(getattr(args, "threads", threads.AUTO))
         result = handlers[args.command](args)
     except MbiapoError as e:
         print(f"mbiapo: error: {e}", file=sys.stderr)
         return 2
     exit_code = result.pop("exit_code", 0)  # a sweep with failed runs still reports them
+    result.setdefault("threads", threads.current().threads)
     if getattr(args, "json", False):
         result.pop("table", None)
         print(json.dumps(result))

@@ -42,6 +42,7 @@ def _run_config(args, env: str | None):
     explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
     explicit += [f"value.kind={args.value}"] if args.value else []
     explicit += ["train.tensorboard=true"] if args.tensorboard else []
+    explicit += [f"train.threads={args.threads}"] if hasattr(args, "threads") else []
     return compose(env, args.planner, args.config, [*args.overrides, *explicit])
 
 
@@ -68,7 +69,7 @@ def cmd_train(args) -> dict:
         trainer = start_run(_run_config(args, args.env), args.out)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
     try:
-        last = trainer.run()
+        last = trainer.run(getattr(args, "threads", None))
     except KeyboardInterrupt:
         print(f"interrupted at step {trainer.step}; checkpoint saved; continue with "
               f"'mbiapo train --resume {trainer.out}'", file=sys.stderr)
