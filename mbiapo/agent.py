@@ -1,15 +1,17 @@
-"""The agent: a planner acting on a pessimistic Q ensemble, trained with the SAC setup.
+"""The agent: a planner acting on a value estimate, trained with the SAC setup.
 
 The whole learning step is ``Agent.update``: (1) planning with the current parameters,
-(2) critic regression to soft targets, (3) planner training on -J (direct and iterative
-planners only) and temperature tuning towards the target entropy, (4) model-based agents
-only: world-model maximum likelihood and distillation of the rollout policy from the
-planner, (5) Polyak averaging. Every loss of a step is computed with the parameters the step
-starts from (the paper's implementation computes all losses, then applies all updates).
+(2) critic regression of the pessimistic Q ensemble to soft targets, (3) planner training
+on -J (direct and iterative planners only) and temperature tuning towards the target
+entropy, (4) the value estimator's own learning step (``ValueEstimator.update``: for
+model-based estimates, the world-model ensemble and the distilled rollout policy), (5)
+Polyak averaging. Every loss of a step is computed with the parameters the step starts from
+(the paper's implementation computes all losses, then applies all updates).
 
-Model-free agents bootstrap with the acting planner's next action; model-based agents with
-the rollout policy's (running the planner on a model-based objective for every target would
-multiply the update's cost) and, with ``value.model_targets``, with the model-based estimate.
+Critic targets bootstrap with the next actions the estimator proposes
+(``ValueEstimator.next_policy``: the model-based one's rollout policy, since running the
+planner on a model-based objective for every target would multiply the update's cost) or,
+where it proposes none, the acting planner's, planned in the same call as the batch.
 """
 
 import copy
@@ -23,10 +25,10 @@ from torch import Tensor, nn
 
 from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
-from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
+from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.objective import SoftObjective, soft_value_and_grad_transform
 from mbiapo.planners import PLANNERS, Planner, planner_settings
-from mbiapo.value import Q_NETWORKS, VALUES, ModelFreeValue
+from mbiapo.value import Q_NETWORKS, VALUES, as_estimator
 
 SMALL_BATCH = 16
 """Acting on at most this many states runs on one intra-op thread (see ``Agent.act``)."""
@@ -71,9 +73,9 @@ def _threads(rows: int):
 
 
 class Agent(nn.Module):
-    """A planner, a pessimistic Q ensemble and, for model-based agents, a world model and a
-    distilled rollout policy; ``value`` is what planners plan against (``ValueEstimate``:
-    any differentiable callable may replace it)."""
+    """A planner, a pessimistic Q ensemble and a value estimator (``estimator``: what it
+    learns beyond the Q ensemble, e.g. a world model); ``value`` is what planners plan
+    against (``ValueEstimate``: any differentiable callable may replace it)."""
 
     def __init__(self, cfg: DictConfig, obs_dim: int, act_dim: int):
         super().__init__()
@@ -90,11 +92,9 @@ class Agent(nn.Module):
         self.beta_train, self.beta_collect = float(v.beta_train), float(v.beta_collect)
         self.samples, self.train_samples = cfg.planner.samples, cfg.planner.train_samples
         self.gamma, self.tau = float(t.gamma), float(t.tau)
-        self.model = self.rollout = None  # set by the model-based estimator's builder
         self.compiled_value_and_grad = None  # see compile_value_gradient
-        built = VALUES.get(v.kind).build(self)
-        self.value, self.target_value = built if isinstance(built, tuple) \
-            else (built, ModelFreeValue(self.q_target))
+        self.estimator = as_estimator(VALUES.get(v.kind).build(self), self)
+        self.value, self.target_value = self.estimator.estimate, self.estimator.target
         self.to(self.device)
         self.q_opt = _adam(self.q.parameters(), t.lr)
         # the planner and the temperature step together: one optimizer, two groups
@@ -102,8 +102,11 @@ class Agent(nn.Module):
         if self.planner.trainable:
             groups.append({"params": list(self.planner.parameters())})
         self.policy_opt = _adam(groups, t.lr)
-        if self.model is not None:  # model and rollout policy step together too
-            self.model_opt = _adam([*self.model.parameters(), *self.rollout.parameters()], t.lr)
+        self.estimator.setup_optimizers(t.lr)
+        clash = {"q", "policy"} & set(self.estimator.optimizers())
+        if clash:
+            raise MbiapoError(f"value estimator '{v.kind}' names an optimizer "
+                              f"{', '.join(sorted(clash))}, which the agent's own use")
 
     # ----------------------------------------------------------------------------- planning
     @property
@@ -173,34 +176,36 @@ class Agent(nn.Module):
     def critic_target(self, batch: dict[str, Tensor],
                       next_dist: TanhGaussian | None = None) -> Tensor:
         """y = r + gamma (1 - done) (Q_targ(s', a') - alpha log pi(a'|s')) with beta_train: (B,).
-        a' ~ ``next_dist``, by default the acting planner's distributions at s' (model-free,
-        planned here) or the rollout policy's (model-based)."""
+        a' ~ ``next_dist``, by default the estimator's next-action distributions at s' or,
+        where it proposes none, the acting planner's (planned here)."""
         beta, next_obs = self.beta_train, batch["next_obs"]
-        if next_dist is None and self.rollout is None:
+        if next_dist is None:
+            next_dist = self.estimator.next_policy(next_obs)
+        if next_dist is None:
             objective = self.objective(next_obs, beta, self.train_samples)
             plan = self.planner.plan(objective, next_obs, record=False)
             next_dist = TanhGaussian(plan.mu, plan.log_std)
-        elif next_dist is None:
-            next_dist = TanhGaussian(*self.rollout(next_obs))
         next_act, _, next_logp = next_dist.rsample(1)
         soft_v = self.target_value(next_obs, next_act, beta) - self.alpha * next_logp
         return batch["rew"] + self.gamma * (1 - batch["done"]) * soft_v[:, 0]
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One gradient step on a replay batch (obs, act, rew, next_obs, done); returns metrics."""
+        """One gradient step on a replay batch (obs, act, rew, next_obs, done, model_weight);
+        returns metrics: the agent's losses and whatever the estimator's update returns."""
         beta, samples, obs = self.beta_train, self.train_samples, batch["obs"]
         b = obs.shape[0]
 
         # 1. plan with the current parameters (every loss of the step uses them, as in the
-        #    paper's implementation): the batch's states train the planner; a model-free
-        #    agent plans the critic target's next states in the same call (one batch of 2B)
-        states = obs if self.rollout is not None else torch.cat([obs, batch["next_obs"]])
+        #    paper's implementation): the batch's states train the planner; where the
+        #    estimator proposes no next actions, the critic target's next states are planned
+        #    in the same call (one batch of 2B)
+        next_dist = self.estimator.next_policy(batch["next_obs"])
+        states = obs if next_dist is not None else torch.cat([obs, batch["next_obs"]])
         # (trained planners give the final J without recording every iteration's)
         plan = self.planner.plan(self.objective(states, beta, samples), states,
                                  record=not self.planner.trainable, train_rows=b)
         planned = TanhGaussian(plan.mu[:b].detach(), plan.log_std[:b].detach())
-        next_dist = None
-        if self.rollout is None:
+        if next_dist is None:
             next_dist = TanhGaussian(plan.mu[b:].detach(), plan.log_std[b:].detach())
 
         # 2. critic regression to the soft target, 0.5 sum_i mean_b (Q_i - y)^2
@@ -222,10 +227,8 @@ class Agent(nn.Module):
         self.q_opt.step()
         self.policy_opt.step()
 
-        # 4. world model and rollout policy
-        metrics = {}
-        if self.model is not None:
-            metrics = self.model_update(batch, planned)
+        # 4. the value estimator's own learning (a world model, a rollout policy...)
+        metrics = self.estimator.update(batch, planned)
 
         # 5. targets
         with torch.no_grad():
@@ -234,38 +237,9 @@ class Agent(nn.Module):
         return {"q_loss": q_loss.detach(), "objective": plan.values[-1].mean(),
                 "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp(), **metrics}
 
-    def model_update(self, batch: dict[str, Tensor],
-                     planned: TanhGaussian | None = None) -> dict[str, Tensor]:
-        """One maximum-likelihood step of the world model on the batch's training rows (held-out
-        rows have ``model_weight`` 0) and, given the planner's distributions at ``batch["obs"]``,
-        one distillation step of the rollout policy on KL(planned || rollout)."""
-        obs, rew, next_obs = batch["obs"], batch["rew"], batch["next_obs"]
-        self.model.update_statistics(obs, rew, next_obs)
-        model_loss = self.model.loss(obs, batch["act"], rew, next_obs, batch["done"],
-                                     batch["model_weight"])
-        loss, metrics = model_loss, {"model_loss": model_loss.detach()}
-        if planned is not None:
-            kl = kl_divergence(planned, TanhGaussian(*self.rollout(obs))).mean()
-            loss, metrics["distill_kl"] = loss + kl, kl.detach()
-        self.model_opt.zero_grad()
-        loss.backward()
-        self.model_opt.step()
-        return metrics
-
-    def model_error(self, held: dict[str, Tensor]) -> dict[str, float]:
-        """One-step MSE of the world model's mean on held-out transitions, and its ratio to
-        the MSE of predicting no change; {} for model-free agents."""
-        if self.model is None:
-            return {}
-        error, no_change = self.model.one_step_error(held["obs"], held["act"], held["next_obs"])
-        return {"model_error": error, "model_error_ratio": error / max(no_change, 1e-12)}
-
     # ----------------------------------------------------------------------------- state
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"q": self.q_opt, "policy": self.policy_opt}
-        if self.model is not None:
-            opts["model"] = self.model_opt
-        return opts
+        return {"q": self.q_opt, "policy": self.policy_opt, **self.estimator.optimizers()}
 
     def optimizer_state(self) -> dict:
         return {name: opt.state_dict() for name, opt in self.optimizers().items()}

@@ -21,6 +21,10 @@ from mbiapo.replay import ReplayBuffer
 ENV_ID = "HalfCheetah-v5"
 OBS_DIM, ACT_DIM = 17, 6
 DIRECT, ITERATIVE = PLANNERS.name_of(DirectPlanner), PLANNERS.name_of(IterativePlanner)
+ENSEMBLES = {"e5": ["value.model_members=5"],
+             "e5_penalty": ["value.model_members=5", "value.uncertainty_penalty=1"]}
+"""World-model ensembles timed against the one model (model-based direct agents): five
+members, and five members with the disagreement penalty (every elite on every row)."""
 
 
 def _rates(fns: dict, seconds: float, rounds: int = 5, warmup: int = 3) -> dict[str, float]:
@@ -51,10 +55,10 @@ def _random_buffer(rng: np.random.Generator, n: int = 10_000) -> ReplayBuffer:
     return buf
 
 
-def _agent(planner: str, value: str, device: str, compiled: bool) -> Agent:
+def _agent(planner: str, value: str, device: str, compiled: bool, overrides=()) -> Agent:
     torch.manual_seed(0)
     agent = Agent(compose(ENV_ID, planner, overrides=[f"value.kind={value}",
-                                                      f"train.device={device}"]),
+                                                      f"train.device={device}", *overrides]),
                   OBS_DIM, ACT_DIM)
     if compiled:
         agent.compile_value_gradient()
@@ -62,11 +66,12 @@ def _agent(planner: str, value: str, device: str, compiled: bool) -> Agent:
 
 
 def agent_update(planner: str, value: str = "model-free", compiled: bool = False,
-                 device: str = "cpu"):
+                 device: str = "cpu", overrides=()):
     """A function doing one update of a fresh agent on random HalfCheetah-shaped data (with
-    ``compiled``, as ``train.compile=true`` trains; the first two calls compile)."""
+    ``compiled``, as ``train.compile=true`` trains; the first two calls compile; config
+    ``overrides`` such as ``value.model_members=5``)."""
     rng = np.random.default_rng(0)
-    agent = _agent(planner, value, device, compiled)
+    agent = _agent(planner, value, device, compiled, overrides)
     buf = _random_buffer(rng)
 
     def update():
@@ -118,7 +123,8 @@ def _on_threads(fn, count: int):
 def shared_machine(updates: dict, seconds: float) -> dict[str, float]:
     """Update rates idle and beside one CPU-bound process, each with every usable core
     (torch's default, before the thread policy) and with the count the auto policy chooses
-    there; the ratios the thread policy is judged by."""
+    there, and idle on one thread: the ratios the thread policy is judged by, and the bound
+    on them (beside a busy process one core is free: one thread idle is the most to hope)."""
     before, cores = torch.get_num_threads(), threads.ThreadPolicy(threads.AUTO).usable
     result: dict[str, float] = {"threads_all": cores}
     rates = {}
@@ -127,9 +133,9 @@ def shared_machine(updates: dict, seconds: float) -> dict[str, float]:
             with busy_neighbour() if case == "busy" else nullcontext():
                 auto = threads.ThreadPolicy(threads.AUTO).apply().threads
                 result[f"threads_auto_{case}"] = auto
+                counts = {"all": cores, "auto": auto} | ({"one": 1} if case == "idle" else {})
                 fns = {f"{name}_{case}_{label}": _on_threads(fn, count)
-                       for name, fn in updates.items()
-                       for label, count in (("all", cores), ("auto", auto))}
+                       for name, fn in updates.items() for label, count in counts.items()}
                 rates |= _rates(fns, seconds * len(fns))
     finally:
         torch.set_num_threads(before)
@@ -138,6 +144,8 @@ def shared_machine(updates: dict, seconds: float) -> dict[str, float]:
         result[f"{n}_busy_vs_idle_auto"] = rates[f"{n}_busy_auto"] / rates[f"{n}_idle_auto"]
         result[f"{n}_busy_vs_idle_all_threads"] = rates[f"{n}_busy_all"] / rates[f"{n}_idle_all"]
         result[f"{n}_idle_auto_vs_all_threads"] = rates[f"{n}_idle_auto"] / rates[f"{n}_idle_all"]
+        result[f"{n}_busy_auto_vs_idle_one_thread"] = (rates[f"{n}_busy_auto"]
+                                                       / rates[f"{n}_idle_one"])
     return result
 
 
@@ -233,6 +241,9 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
     updates |= {f"{p}_compiled": agent_update(p, compiled=True, device=device) for p in planners}
     if with_model_based:
         updates |= {f"mb_{p}": agent_update(p, "model-based", device=device) for p in planners}
+        for name, settings in ENSEMBLES.items():
+            updates[f"mb_direct_{name}"] = agent_update(DIRECT, "model-based", device=device,
+                                                       overrides=settings)
     sb3_steps = 10
     if with_sb3:
         sb3 = sb3_update(sb3_steps, device)
@@ -254,6 +265,9 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
     if with_model_based:
         for p in planners:
             result[f"model_based_update_rate_vs_model_free_{p}"] = rates[f"mb_{p}"] / rates[p]
+        for name in ENSEMBLES:
+            result[f"mb_direct_{name}_update_rate_vs_e1"] = (rates[f"mb_direct_{name}"]
+                                                             / rates["mb_direct"])
     log("measuring acting latency (batch 1) per planner...")
     acts = {planner: agent_act(planner, device=device) for planner in PLANNERS.names()}
     acts[f"{ITERATIVE}_compiled"] = agent_act(ITERATIVE, compiled=True, device=device)

@@ -1,11 +1,14 @@
 """Checkpoints: one ``torch.save`` file of plain tensors and dicts (loadable with
 ``weights_only=True``), written atomically; the replay buffer goes beside it as HDF5.
 
-Format 3 (mbiapo 0.3) records the plugins a checkpoint's planner and value estimator come
-from, and each planner's own config keys; format 2 configs (one planner group holding
-``adam_lr`` and ``cem_*``) are read with those keys renamed (``config.from_container``).
-Format 2 stores every network as a plain module (``net.<i>.weight``...). Format 1 files
-(mbiapo 0.1, stacked ``w<i>``/``b<i>`` tensors) are converted when read.
+Format 4 (mbiapo 0.4) keeps the value estimator's modules under ``estimator.``: 0.3's
+``model.`` and ``rollout.`` are renamed when read, and the single model's log-std parameters
+take the ensemble's shape (E = 1). Format 3 (mbiapo 0.3) records the plugins a checkpoint's
+planner and value estimator come from, and each planner's own config keys; format 2 configs
+(one planner group holding ``adam_lr`` and ``cem_*``) are read with those keys renamed
+(``config.from_container``). Format 2 stores every network as a plain module
+(``net.<i>.weight``...). Format 1 files (mbiapo 0.1, stacked ``w<i>``/``b<i>`` tensors) are
+converted when read.
 """
 
 import os
@@ -20,7 +23,7 @@ from mbiapo.config import from_container, plugins_of
 from mbiapo.errors import MbiapoError
 
 FORMAT = "mbiapo-checkpoint"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
@@ -87,7 +90,43 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     payload["path"] = str(path)
     if payload.get("format_version", 0) < 2:
         _upgrade_from_v1(payload)
+    if payload.get("format_version", 0) < 4:
+        _upgrade_to_v4(payload)
     return payload
+
+
+def _upgrade_to_v4(payload: dict) -> None:
+    """Format 2-3 world model and rollout policy -> the model-based estimator's modules, in
+    place: ``model.X`` -> ``estimator.model.X`` (likewise ``rollout.``), and the one model's
+    log-stds (S,) and () -> (1, S) and (1,), with the ensemble's buffers for one member
+    (its elite, its held-out error). Optimizer states follow their parameters by
+    position, and take their shapes when loaded (``_reshape_states``)."""
+    renamed = {}
+    for name, tensor in payload["agent"].items():
+        if name.startswith(("model.", "rollout.")):
+            if name in ("model.dynamics_log_std", "model.reward_log_std"):
+                tensor = tensor.reshape(1, *tensor.shape)
+            name = f"estimator.{name}"
+        renamed[name] = tensor
+    if "estimator.model.nets.0.weight" in renamed:  # the ensemble's new state, for E = 1
+        renamed |= {"estimator.model.elites": torch.zeros(1, dtype=torch.long),
+                    "estimator.heldout_error": torch.zeros(1),
+                    "estimator.heldout_weight": torch.zeros(())}
+    payload["agent"] = renamed
+    if "v1_sources" in payload:
+        payload["v1_sources"] = {(f"estimator.{k}" if k.startswith(("model.", "rollout."))
+                                  else k): v for k, v in payload["v1_sources"].items()}
+
+
+def _reshape_states(agent: Agent) -> None:
+    """Optimizer moments saved for a parameter of another shape but the same size (format
+    3's log-stds) take the parameter's shape."""
+    for opt in agent.optimizers().values():
+        for p, state in opt.state.items():
+            for key, value in state.items():
+                if key != "step" and torch.is_tensor(value) and value.shape != p.shape \
+                        and value.numel() == p.numel():
+                    state[key] = value.reshape(p.shape)
 
 
 def _first_sentence(e: Exception) -> str:
@@ -174,6 +213,7 @@ def load_agent(path: str | Path, device: str = "cpu") -> tuple[Agent, dict]:
         if "v1_sources" in payload:
             optimizers = _upgrade_optimizer_state(agent, payload)
         agent.load_optimizer_state(optimizers)
+        _reshape_states(agent)
     except (RuntimeError, KeyError, ValueError) as e:
         detail = " ".join(str(e).split())  # torch's message spans lines
         raise MbiapoError(f"{payload['path']}: checkpoint does not match its config or this "

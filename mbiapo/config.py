@@ -20,7 +20,7 @@ from mbiapo import threads
 from mbiapo.errors import MbiapoError
 from mbiapo.models.mlp import check_shape
 from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
-from mbiapo.value import Q_NETWORKS, VALUES, ValueConfig
+from mbiapo.value import Q_NETWORKS, VALUES, ModelBasedConfig, ValueConfig
 
 
 @dataclass
@@ -162,6 +162,20 @@ def planner_group(name: str, base: DictConfig, overrides: list[str] = ()) -> Dic
     return cfg
 
 
+def value_group(kind: str, base: DictConfig) -> DictConfig:
+    """The ``value`` config of estimator ``kind`` for an agent whose value config is
+    ``base``: its typed defaults, ``configs/value/<kind>.yaml``, then the settings of
+    ``base`` that it has (the Q ensemble's, pessimism). How a model-free checkpoint gets
+    a model-based estimate (``mbiapo plan --model-based``)."""
+    cfg = OmegaConf.structured(VALUES.get(kind).config)
+    path = _config_file("value", f"{kind}.yaml")
+    if path:
+        cfg = _merge(cfg, load_yaml(path).get("value", {}), f"configs/value/{kind}.yaml")
+    shared = {k: v for k, v in OmegaConf.to_container(base).items()
+              if k in cfg and k != "kind"}
+    return _merge(cfg, shared, "value settings")
+
+
 def overrides_for(name: str, overrides: list[str]) -> list[str]:
     """The ``planner.key=value`` overrides that are settings of planner ``name``."""
     keys = set(OmegaConf.structured(PLANNERS.get(name).config).keys())
@@ -188,28 +202,19 @@ def validate(cfg: DictConfig) -> None:
         raise MbiapoError("no environment given: pass --env ENV_ID (e.g. HalfCheetah-v5)")
     positive = {
         "train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
-        "train.buffer_size": cfg.train.buffer_size, "value.members": cfg.value.members,
+        "train.buffer_size": cfg.train.buffer_size,
         "train.eval_episodes": cfg.train.eval_episodes,
     }
     for key, value in positive.items():
         if value < 1:
             raise MbiapoError(f"{key} must be >= 1, got {value}")
-    if cfg.value.horizon < 0 or cfg.value.model_pretrain < 0:
-        raise MbiapoError("value.horizon and value.model_pretrain must be >= 0")
-    lam = cfg.value.retrace_lambda
-    if not 0 <= lam <= 1:
-        raise MbiapoError(f"value.retrace_lambda must lie in [0, 1], got {lam}")
     if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
         raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
     threads.parse(cfg.train.threads)
     _validate_planner(cfg.planner)
-    for prefix in VALUE_NETWORKS:
-        check_network(cfg.value, prefix)
-
-
-VALUE_NETWORKS = ("", "model_", "rollout_")
-"""The value group's networks: the key prefix of each one's hidden, layers, activation and
-layer_norm (the planner group's, without prefix, where the planner has a network)."""
+    problem = VALUES.get(cfg.value.kind).config.check(cfg.value)
+    if problem:
+        raise MbiapoError(problem)
 
 
 def check_network(group: DictConfig, prefix: str) -> None:
@@ -252,6 +257,11 @@ _OLD_PLANNER_KEYS = {"adam_lr": (AdamConfig, "lr"), "cem_samples": (CEMConfig, "
                      "cem_smoothing": (CEMConfig, "smoothing")}
 
 
+_MOVED_KEYS = ModelBasedConfig.field_names() - ValueConfig.field_names()
+"""The model-based keys, in every value group before mbiapo 0.4 and now only in
+``ModelBasedConfig``: configs of other kinds saved then drop them."""
+
+
 def from_container(data: dict, needed_by: str = "") -> DictConfig:
     """A config saved in a checkpoint or run folder, re-typed against the schemas of its
     planner and value estimator (``needed_by`` names the file, for the error that a plugin
@@ -266,6 +276,10 @@ def from_container(data: dict, needed_by: str = "") -> DictConfig:
                 planner[new] = value
         keys = set(OmegaConf.structured(config).keys())  # and its network keys, if it has none
         data["planner"] = {k: v for k, v in planner.items() if k in keys}
+    value = data.get("value", {})
+    if value.get("kind") in VALUES:  # mbiapo 0.3 kept the model-based keys in every group
+        keys = VALUES.get(value["kind"]).config.field_names()
+        data["value"] = {k: v for k, v in value.items() if k in keys or k not in _MOVED_KEYS}
     cfg = OmegaConf.structured(Config)
     defaults = load_yaml(_config_file("default.yaml"))
     plugins = data.pop("plugins", None) or {}

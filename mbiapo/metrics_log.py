@@ -4,14 +4,11 @@ tagged with the column's name, at the row's step. ``tensorboard --logdir DIR`` (
 folder, one run per subfolder) shows them while the run goes on."""
 
 import csv
+import os
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
 
-LOSSES = ("q_loss", "objective", "entropy", "alpha", "model_loss", "distill_kl")
-COLUMNS = ("step", "episodes", "updates", "wall_s", "train_return", "eval_return_mean",
-           "eval_return_std", "updates_per_s", "threads", *LOSSES, "model_error",
-           "model_error_ratio")
 TENSORBOARD_DIR = "tb"
 
 
@@ -26,35 +23,50 @@ def summary_writer():
 
 
 class MetricsLog:
-    """Appends rows to ``out/metrics.csv`` (keeping the columns of a file an older mbiapo
-    started) and, with ``tensorboard``, to ``out/tb``. A run resumed at ``step`` purges the
-    TensorBoard events after it, as resuming drops the CSV rows after it."""
+    """Appends rows to ``out/metrics.csv`` and, with ``tensorboard``, to ``out/tb``. The
+    columns are the rows' keys in order of appearance: a row with a key the file lacks
+    (a new loss, a metric that starts later) widens the file, earlier rows left empty there,
+    so no metric is dropped. A run resumed at ``step`` purges the TensorBoard events after
+    it, as resuming drops the CSV rows after it."""
 
     def __init__(self, out: Path, tensorboard: bool, step: int = 0):
-        path = out / "metrics.csv"
-        header = None
-        if path.exists():
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), None)
-        self.file = open(path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, header or COLUMNS, extrasaction="ignore")
-        if header is None:
-            self.writer.writeheader()
+        self.path = out / "metrics.csv"
+        self.header: list[str] | None = None
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                self.header = next(csv.reader(f), None)
         self.tensorboard = None
         if tensorboard:
             self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),
                                                 purge_step=step + 1 if step else None)
 
     def write(self, row: dict) -> None:
-        self.writer.writerow(row)
-        self.file.flush()
+        if self.header is None:
+            self.header = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.header)
+        elif row.keys() - set(self.header):
+            self._widen([key for key in row if key not in self.header])
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.header).writerow(row)
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, int | float):
                     self.tensorboard.add_scalar(key, value, row["step"])
             self.tensorboard.flush()
 
+    def _widen(self, keys: list[str]) -> None:
+        """Rewrite the file with ``keys`` added as columns (atomically)."""
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.header = [*self.header, *keys]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.header)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
     def close(self) -> None:
-        self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()

@@ -41,8 +41,8 @@ class OfflineTrainer(Trainer):
 
     def _loop(self, log, bar) -> dict:
         t = self.cfg.train
-        if self.step == 0 and self.agent.model is not None:
-            self.pretrain_model()
+        if self.step == 0:
+            self.pretrain()
         stats, last = [], {}
         tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:

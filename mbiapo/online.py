@@ -52,8 +52,8 @@ class OnlineTrainer(Trainer):
                 self.episodes += 1
                 ep_return = 0.0
                 obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
-            if self.step == t.warmup_steps and self.agent.model is not None:
-                self.pretrain_model()
+            if self.step == t.warmup_steps:
+                self.pretrain()
             if self.step >= t.warmup_steps:
                 for _ in range(t.updates_per_step):
                     batch = self.buffer.sample(t.batch_size, self.rng, self.agent.device)

@@ -16,7 +16,7 @@ from mbiapo import run_folder, threads
 from mbiapo.agent import Agent
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
-from mbiapo.metrics_log import LOSSES, MetricsLog
+from mbiapo.metrics_log import MetricsLog
 from mbiapo.replay import ReplayBuffer
 
 EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
@@ -70,13 +70,15 @@ class Trainer:
         """Seconds spent training, over every session of the run (this one up to now)."""
         return self.wall_s + (time.perf_counter() - self.since if self.since else 0.0)
 
-    def pretrain_model(self) -> None:
-        """``value.model_pretrain`` model updates on the warm-up data (paper A.5)."""
-        for _ in tqdm(range(self.cfg.value.model_pretrain), desc="model pre-training",
+    def pretrain(self) -> None:
+        """The value estimator's pre-training updates on the data so far (model-based: the
+        world model's ``value.model_pretrain``, paper A.5; model-free: none)."""
+        estimator = self.agent.estimator
+        for _ in tqdm(range(estimator.pretrain_updates), desc="value estimator pre-training",
                       file=sys.stderr, leave=False, mininterval=1.0):
             threads.refresh()
-            self.agent.model_update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
-                                                       self.agent.device))
+            estimator.update(self.buffer.sample(self.cfg.train.batch_size, self.rng,
+                                                self.agent.device))
 
     def evaluate(self) -> np.ndarray | None:
         if not self.evaluates:
@@ -129,11 +131,11 @@ class Trainer:
             "eval_return_std": "" if returns is None else returns.std(),
             "updates_per_s": round(ups, 2), "threads": threads.refresh(),
             **{k: torch.stack([s[k] for s in stats]).mean().item()
-               for k in LOSSES if stats and k in stats[0]},
-            **self.agent.model_error(self.buffer.holdout(device=self.agent.device)),
+               for k in (stats[0] if stats else ())},
+            **self.agent.estimator.evaluate(self.buffer.holdout(device=self.agent.device)),
         }
         log.write(row)
-        if stats and not all(np.isfinite(v) for k, v in row.items() if k in LOSSES):
+        if stats and not all(np.isfinite(row[k]) for k in stats[0]):
             raise MbiapoError(f"training diverged before step {self.step} (non-finite "
                               f"losses); the last checkpoint in {self.out} is kept")
         bar.set_postfix(upd_s=f"{ups:.1f}", **({} if returns is None else

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from mbiapo import threads
 from mbiapo.agent import Agent
 from mbiapo.checkpoint import checkpoint_path, load_agent, read_checkpoint, shipped
+from mbiapo.config import value_group
 from mbiapo.datasets import dataset_file, read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import Episodes, play_and_summarize, summarize
@@ -32,6 +33,7 @@ from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.paths import can_write, user_cache
 from mbiapo.planners import Planner
 from mbiapo.replay import ReplayBuffer
+from mbiapo.value import ModelBasedEstimator
 
 
 def _copy_parts(dst: Agent, src: Agent, parts: tuple[str, ...]) -> None:
@@ -49,7 +51,7 @@ def from_checkpoint(mf: Agent, value_path: str | Path, device: str) -> Agent:
     """The model-free agent's planner with a model-based checkpoint's model, Q nets, rollout
     policy and temperature."""
     mb, _ = load_agent(value_path, device)
-    if mb.model is None:
+    if not isinstance(mb.estimator, ModelBasedEstimator):
         raise MbiapoError(f"{value_path}: --value needs a model-based checkpoint (trained with "
                           f"'mbiapo train --value model-based'), this one is model-free")
     if (mb.cfg.env.id, mb.obs_dim, mb.act_dim) != (mf.cfg.env.id, mf.obs_dim, mf.act_dim):
@@ -59,7 +61,7 @@ def from_checkpoint(mf: Agent, value_path: str | Path, device: str) -> Agent:
     cfg.value, cfg.train.gamma = mb.cfg.value, mb.cfg.train.gamma
     agent = Agent(cfg, mf.obs_dim, mf.act_dim)
     _copy_parts(agent, mf, ("planner",))
-    _copy_parts(agent, mb, ("q", "q_target", "model", "rollout"))
+    _copy_parts(agent, mb, ("q", "q_target", "estimator"))
     return agent
 
 
@@ -88,7 +90,7 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
                               f"--value MB.pt (a model-based checkpoint) or --data FILE.h5")
     file = dataset_file(data)
     cfg = copy.deepcopy(mf.cfg)
-    cfg.value.kind = "model-based"
+    cfg.value = value_group("model-based", mf.cfg.value)
     agent = Agent(cfg, mf.obs_dim, mf.act_dim)
     _copy_parts(agent, mf, ("planner", "q", "q_target"))
     name = f"{checkpoint.stem}.mb-{_cache_key(checkpoint, file, cfg, fit_steps, seed)}.pt"
@@ -107,8 +109,7 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / (name + ".tmp")
-        torch.save({"model": agent.model.state_dict(), "rollout": agent.rollout.state_dict(),
-                    "info": info}, tmp)
+        torch.save({"estimator": agent.estimator.state_dict(), "info": info}, tmp)
         os.replace(tmp, folder / name)
     return agent, {"value_source": f"fitted on {data}", **info}
 
@@ -117,8 +118,7 @@ def _load_fitted(agent: Agent, cache: Path) -> dict:
     """Load a cached fit into ``agent``; returns the fit's info."""
     try:
         state = torch.load(cache, map_location=agent.device, weights_only=True)
-        agent.model.load_state_dict(state["model"])
-        agent.rollout.load_state_dict(state["rollout"])
+        agent.estimator.load_state_dict(state["estimator"])
         return state["info"]
     except Exception as e:  # torch.load raises many types on truncated files
         reason = " ".join(str(e).split())[:200]
@@ -140,10 +140,10 @@ def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) ->
             objective = mf.objective(batch["obs"], cfg.value.beta_train,
                                      cfg.planner.train_samples)
             plan = mf.planner.plan(objective, batch["obs"], record=False)
-        agent.model_update(batch, TanhGaussian(plan.mu, plan.log_std))
+        agent.estimator.update(batch, TanhGaussian(plan.mu, plan.log_std))
     seconds = round(time.perf_counter() - start, 2)
     return {"fit_steps": steps, "fit_seconds": seconds, "fit_transitions": len(buffer),
-            **agent.model_error(buffer.holdout(device=agent.device))}
+            **agent.estimator.evaluate(buffer.holdout(device=agent.device))}
 
 
 def plan_model_based(mf: Agent, planner: Planner, checkpoint: str | Path, episodes: Episodes,
@@ -154,7 +154,7 @@ def plan_model_based(mf: Agent, planner: Planner, checkpoint: str | Path, episod
     None: its own) plans against a model-based estimate, from the checkpoint ``value`` or
     fitted on ``data``. Returns plan's summary plus the same checkpoint's model-free
     returns and the ratio of the two."""
-    if mf.model is not None and not (value or data):
+    if isinstance(mf.estimator, ModelBasedEstimator) and not (value or data):
         raise MbiapoError(f"{checkpoint} was trained model-based: plan with its own model "
                           f"without --model-based, or pass --value MB_CKPT or --data FILE.h5 "
                           f"to swap in another model")

@@ -78,8 +78,11 @@ class EnsembleLinear(nn.Module):
                                    .uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: Tensor, members: Tensor | slice | None = None) -> Tensor:
+        """x (E, M, in), or (K, M, in) with ``members`` (K,) (or a slice): those members'."""
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -91,8 +94,25 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, dim))
         self.bias = nn.Parameter(torch.zeros(members, 1, dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+    def forward(self, x: Tensor, members: Tensor | slice | None = None) -> Tensor:
+        """x (E, M, D), or (K, M, D) with ``members`` (K,) (or a slice): their affine
+        parameters."""
+        weight, bias = (self.weight, self.bias) if members is None else (
+            self.weight[members], self.bias[members])
+        return torch.addcmul(bias, F.layer_norm(x, x.shape[-1:]), weight)
+
+
+def ensemble_forward(net: nn.Sequential, x: Tensor,
+                     members: Tensor | slice | None = None) -> Tensor:
+    """An ``ensemble_mlp`` on x (E, M, in) -> (E, M, out), or only some of its networks:
+    ``members`` (K,) indexes them (a network may repeat) or a slice selects them (no copy of
+    the weights), x (K, M, in) -> (K, M, out)."""
+    if members is None:
+        return net(x)
+    for layer in net:
+        x = layer(x, members) if isinstance(layer, EnsembleLinear | EnsembleLayerNorm) \
+            else layer(x)
+    return x
 
 
 def ensemble_mlp(members: int, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2,

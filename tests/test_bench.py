@@ -29,9 +29,10 @@ def test_bench_reports_all_figures():
                 "act_latency_ms_iterative_compiled", "mb_iterative_act_busy_vs_idle",
                 "compare_seconds_3x5x2", "dataset_load_seconds_3k",
                 "dataset_load_peak_vs_array_bytes_rebuilt_next", "threads_all",
-                "threads_auto_idle", "threads_auto_busy"):
+                "threads_auto_idle", "threads_auto_busy", "updates_per_s_mb_direct_e5",
+                "mb_direct_e5_update_rate_vs_e1", "mb_direct_e5_penalty_update_rate_vs_e1"):
         assert result[key] > 0, key
     for agent in ("mf_direct", "mb_direct"):
         for ratio in ("busy_vs_idle_auto", "busy_vs_idle_all_threads",
-                      "idle_auto_vs_all_threads"):
+                      "idle_auto_vs_all_threads", "busy_auto_vs_idle_one_thread"):
             assert result[f"{agent}_{ratio}"] > 0, (agent, ratio)

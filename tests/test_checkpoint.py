@@ -18,16 +18,17 @@ def _states_equal(a: dict, b: dict) -> bool:
                                                ("iterative", "model-free"),
                                                ("direct", "model-based")])
 def test_checkpoint_round_trip_is_exact(tmp_path, tiny_cfg, planner, value):
-    cfg = tiny_cfg(planner, **{"train.steps": 120, "value.kind": value,
-                               "value.model_pretrain": 5, "value.model_hidden": 32})
+    model_keys = {"value.model_pretrain": 5, "value.model_hidden": 32} \
+        if value == "model-based" else {}
+    cfg = tiny_cfg(planner, **{"train.steps": 120, "value.kind": value, **model_keys})
     trainer = start_run(cfg, tmp_path / "run")
     trainer.run()
     agent, payload = load_agent(tmp_path / "run" / "checkpoint.pt")
     assert payload["step"] == 120 and payload["env_id"] == "InvertedPendulum-v5"
     assert _states_equal(agent.state_dict(), trainer.agent.state_dict())
     if value == "model-based":  # model, normalizer statistics and rollout policy included
-        assert any(k.startswith("model.obs_norm") for k in agent.state_dict())
-        assert agent.model.obs_norm.count > 0
+        assert any(k.startswith("estimator.model.obs_norm") for k in agent.state_dict())
+        assert agent.estimator.model.obs_norm.count > 0
     saved_opts = trainer.agent.optimizer_state()
     assert saved_opts.keys() == agent.optimizers().keys()
     for name, opt in agent.optimizers().items():
@@ -140,15 +141,16 @@ def test_format1_checkpoints_load_and_compute_what_they_computed(name):
         torch.testing.assert_close(
             torch.stack([agent.q_opt.state[p]["exp_avg_sq"].sum() for p in agent.q.parameters()]),
             expected["adam_q"])
-        if agent.model is not None:
-            pred = agent.model(obs, act)
+        if agent.cfg.value.kind == "model-based":
+            model, rollout = agent.estimator.model, agent.estimator.rollout
+            pred = model(obs, act)
             torch.testing.assert_close(torch.cat([pred.next_obs, pred.reward[:, None]], 1),
                                        expected["model"])
-            torch.testing.assert_close(torch.stack(agent.rollout(obs)), expected["rollout"])
+            torch.testing.assert_close(torch.stack(rollout(obs)), expected["rollout"])
             # the split norm parameters' moments are slices of the stacked ones: totals agree,
             # and each moment has its parameter's shape
-            params = [*agent.model.parameters(), *agent.rollout.parameters()]
-            states = [agent.model_opt.state[p] for p in params]
+            params = [*model.parameters(), *rollout.parameters()]
+            states = [agent.optimizers()["model"].state[p] for p in params]
             assert all(s["exp_avg"].shape == p.shape for s, p in zip(states, params))
             torch.testing.assert_close(sum(s["exp_avg_sq"].sum() for s in states),
                                        expected["adam_model"].sum())

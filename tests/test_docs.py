@@ -104,8 +104,11 @@ def test_the_configuration_page_lists_every_key():
 
     page = (DOCS / "configuration.md").read_text()
     keys = set()
+    from mbiapo.value import VALUES
+
     for planner in PLANNERS.names():
-        cfg = compose("InvertedPendulum-v5", planner)
-        keys |= {f"{group}.{key}" for group in cfg for key in cfg[group]}
+        for kind in VALUES.names():
+            cfg = compose("InvertedPendulum-v5", planner, overrides=[f"value.kind={kind}"])
+            keys |= {f"{group}.{key}" for group in cfg for key in cfg[group]}
     missing = sorted(k for k in keys if f"`{k}`" not in page)
     assert not missing, missing

@@ -197,13 +197,14 @@ def test_world_model_learns_a_linear_system_and_never_trains_on_held_out_rows(ti
     batch = buf.sample(64, rng)
     assert (batch["model_weight"] == 0).any()
     for _ in range(600):
-        metrics = agent.model_update(buf.sample(64, rng))
+        metrics = agent.estimator.update(buf.sample(64, rng))
     held = buf.holdout(1000)
     assert held["model_weight"].sum() == 0 and len(held["obs"]) == 3000 // HOLDOUT_EVERY
-    error, no_change = agent.model.one_step_error(held["obs"], held["act"], held["next_obs"])
+    error, no_change = agent.estimator.model.one_step_error(held["obs"], held["act"],
+                                                            held["next_obs"])
     assert error < 0.1 * no_change, (error, no_change)
     with torch.no_grad():
-        pred = agent.model(held["obs"], held["act"])
+        pred = agent.estimator.model(held["obs"], held["act"])
     assert (pred.reward - held["rew"]).abs().mean() < 0.25 * held["rew"].abs().mean()
     # termination: the model separates terminal from non-terminal transitions
     done = held["done"].bool()
@@ -230,7 +231,7 @@ def test_model_based_agent_update_trains_every_part(tiny_cfg):
     metrics = agent.update(buf.sample(32, rng))
     assert {"model_loss", "distill_kl", "q_loss"} <= metrics.keys()
     after = agent.state_dict()
-    for prefix in ("q.", "planner.", "model.", "rollout."):
+    for prefix in ("q.", "planner.", "estimator.model.", "estimator.rollout."):
         changed = [k for k in after if k.startswith(prefix) and not torch.equal(after[k],
                                                                                 before[k])]
         assert changed, prefix

@@ -23,8 +23,14 @@ from mbiapo.planners import AdamPlanner, IterativePlanner
 ENV = "InvertedPendulum-v5"
 OBS_DIM, ACT_DIM = 3, 2  # A > 1: the iterative net's input layer norm is in use
 HIDDEN = 12
-SMALL = {"planner.hidden": HIDDEN, "value.hidden": HIDDEN, "value.model_hidden": HIDDEN,
-         "value.rollout_hidden": HIDDEN, "planner.iters": 2, "planner.samples": 4}
+SMALL = {"planner.hidden": HIDDEN, "value.hidden": HIDDEN, "planner.iters": 2,
+         "planner.samples": 4}
+SMALL_MODEL = {"value.model_hidden": HIDDEN, "value.rollout_hidden": HIDDEN, "value.horizon": 2}
+"""The model-based keys, only for model-based agents (other kinds have none)."""
+
+
+def _small(kind: str) -> dict:
+    return {**SMALL, **(SMALL_MODEL if kind == "model-based" else {})}
 
 # network group -> (planner, value kind, config key prefix); model and rollout networks
 # exist in model-based agents only
@@ -60,7 +66,7 @@ def _config(tiny_cfg, group: str, **settings):
     to the group's network."""
     planner, kind, prefix = GROUPS[group]
     keys = {f"{prefix}{key}": value for key, value in settings.items()}
-    return tiny_cfg(planner, **{**SMALL, "value.kind": kind, **keys})
+    return tiny_cfg(planner, **{**_small(kind), "value.kind": kind, **keys})
 
 
 def _setting(cfg, prefix: str, key: str):
@@ -82,9 +88,9 @@ def _baseline(option: str, value, default):
 def _networks(agent: Agent) -> dict[str, tuple[nn.Module, str]]:
     """The agent's configurable networks and their config key prefixes."""
     nets = {"q": (agent.q, "value."), "planner": (agent.planner.net, "planner.")}
-    if agent.model is not None:
-        nets |= {"model": (agent.model, "value.model_"), "rollout": (agent.rollout,
-                                                                     "value.rollout_")}
+    if agent.cfg.value.kind == "model-based":
+        nets |= {"model": (agent.estimator.model, "value.model_"),
+                 "rollout": (agent.estimator.rollout, "value.rollout_")}
     return nets
 
 
@@ -116,9 +122,9 @@ def _outputs(agent: Agent, group: str) -> torch.Tensor:
         elif group == "direct":
             out = agent.planner.net(obs)
         elif group == "model":
-            out = agent.model(obs, 2 * act - 1)
+            out = agent.estimator.model(obs, 2 * act - 1)[:3]  # next state, reward, cont
         else:
-            out = agent.rollout(obs)
+            out = agent.estimator.rollout(obs)
     return torch.cat([o.flatten() for o in out])
 
 
@@ -202,8 +208,8 @@ def test_one_update_moves_every_learning_parameter(tiny_cfg, group, option, valu
     assert all(torch.isfinite(torch.as_tensor(m)).all() for m in metrics.values()), metrics
     after = _snapshot(agent)
     learning = ["q.", "planner.", "log_alpha"]
-    if agent.model is not None:
-        learning += ["model.", "rollout."]
+    if agent.cfg.value.kind == "model-based":
+        learning += ["estimator."]
         assert {"model_loss", "distill_kl"} <= metrics.keys()
     names = [n for n in after if n.startswith(tuple(learning))]
     assert {n.split(".")[0] for n in names} == {p.rstrip(".") for p in learning}
@@ -221,11 +227,12 @@ def test_layer_norm_affine_parameters_learn(tiny_cfg, layer_norm):
     weights and biases change in one update; with it off, there are none."""
     settings = {f"{prefix}layer_norm": layer_norm for prefix in
                 ("planner.", "value.", "value.model_", "value.rollout_")}
-    agent = Agent(tiny_cfg("iterative", **{**SMALL, "value.kind": "model-based", **settings}),
+    agent = Agent(tiny_cfg("iterative", **{**_small("model-based"), "value.kind": "model-based",
+                                           **settings}),
                   OBS_DIM, ACT_DIM)
     _randomize_head(agent)
     norms = [name for name, m in agent.named_modules() if isinstance(m, LAYER_NORM)]
-    owners = {name.split(".")[0] for name in norms}
+    owners = {name.removeprefix("estimator.").split(".")[0] for name in norms}
     assert owners == ({"q", "q_target", "planner", "model", "rollout"} if layer_norm else set())
     before = _snapshot(agent)
     agent.update(_batch())
@@ -295,9 +302,9 @@ def _reference_retrace(agent: Agent, beta: float):
         q_sa = qhat(s, a)
         total, alive = q_sa, 1.0
         for t in range(horizon):
-            pred = agent.model(s, a)
+            pred = agent.estimator.model(s, a)
             flat = pred.next_obs.reshape(-1, pred.next_obs.shape[-1])
-            mu, log_std = agent.rollout(flat)
+            mu, log_std = agent.estimator.rollout(flat)
             eps = torch.randn(flat.shape[0], 1, mu.shape[-1], dtype=mu.dtype)
             a_next, log_pi = _tanh_gaussian_draw(mu, log_std, eps)
             a_next = a_next.reshape(*s.shape[:-1], -1)
@@ -347,17 +354,18 @@ def test_planner_gradient_matches_a_float64_finite_difference_reference(tiny_cfg
     """J and dJ/dlambda of ``Agent.objective`` equal central finite differences of a J
     written here from the formulas (same draws), in float64; the iterative and Adam
     planners take their first step from exactly that gradient."""
-    cfg = tiny_cfg("iterative", **{**SMALL, "value.kind": kind, "value.horizon": 2, **settings})
+    cfg = tiny_cfg("iterative", **{**_small(kind), "value.kind": kind, **settings})
     agent = Agent(cfg, OBS_DIM, ACT_DIM).double()
     _randomize_head(agent)
     gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
         agent.log_alpha.fill_(math.log(0.4))
-        if agent.model is not None:  # away from identity statistics and a fresh model
-            for norm in (agent.model.obs_norm, agent.model.delta_norm, agent.model.reward_norm):
+        if agent.cfg.value.kind == "model-based":  # away from identity statistics, a fresh model
+            model = agent.estimator.model
+            for norm in (model.obs_norm, model.delta_norm, model.reward_norm):
                 norm.mean.copy_(torch.randn(norm.mean.shape, generator=gen))
                 norm.var.copy_(torch.rand(norm.var.shape, generator=gen) + 0.5)
-            for p in agent.model.parameters():
+            for p in model.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     b, n, beta, seed = 3, 4, 1.3, 123
     obs = torch.randn(b, OBS_DIM, generator=gen, dtype=torch.float64)
@@ -508,8 +516,10 @@ NETWORK_PREFIXES = ["planner.", "value.", "value.model_", "value.rollout_"]
 
 def _config_error(override: str) -> str:
     """The MbiapoError message a config override gives; it must be one line."""
+    model_key = override.startswith(("value.model_", "value.rollout_"))
+    kind = ["value.kind=model-based"] if model_key else []  # the only kind with those keys
     with pytest.raises(MbiapoError) as info:
-        compose(ENV, "direct", overrides=[override])
+        compose(ENV, "direct", overrides=[*kind, override])
     message = str(info.value)
     assert "\n" not in message, message
     return message

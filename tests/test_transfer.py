@@ -14,12 +14,15 @@ from mbiapo.train import start_run
 from mbiapo.transfer import from_checkpoint
 
 SMALL = ["train.warmup_steps=60", "train.eval_every=1000", "train.eval_episodes=1",
-         "planner.hidden=32", "value.hidden=32", "value.model_hidden=32", "train.batch_size=16",
-         "env.max_episode_steps=40", "value.model_pretrain=5"]
+         "planner.hidden=32", "value.hidden=32", "train.batch_size=16",
+         "env.max_episode_steps=40"]
+MODEL = ["value.model_hidden=32", "value.model_pretrain=5"]  # model-based runs only
 
 
 def _train(out, planner, kind, steps=80, env="InvertedPendulum-v5"):
-    cfg = compose(env, planner, overrides=[*SMALL, f"train.steps={steps}", f"value.kind={kind}"])
+    model = MODEL if kind == "model-based" else []
+    cfg = compose(env, planner, overrides=[*SMALL, *model, f"train.steps={steps}",
+                                           f"value.kind={kind}"])
     start_run(cfg, out).run()
     return out
 
@@ -45,7 +48,7 @@ def test_model_based_training_writes_model_metrics(runs):
     # learns is test_model_based's linear-system test); here: the metric is written
     assert 0.0 < float(last["model_error_ratio"]) < 10.0
     agent, _ = load_agent(runs["mb"])
-    assert agent.model is not None and agent.rollout is not None
+    assert agent.cfg.value.kind == "model-based" and agent.estimator.rollout is not None
 
 
 def test_transfer_fits_a_model_on_the_saved_replay_and_caches_it(runs, capsys):
@@ -80,7 +83,7 @@ def test_transfer_takes_model_q_and_rollout_policy_from_a_model_based_checkpoint
     mf, _ = load_agent(runs["mf"])
     mb, _ = load_agent(runs["mb"])
     agent = from_checkpoint(mf, runs["mb"], "cpu")
-    for part, source in (("planner", mf), ("q", mb), ("model", mb), ("rollout", mb)):
+    for part, source in (("planner", mf), ("q", mb), ("estimator", mb)):
         for (name, p), q in zip(getattr(agent, part).state_dict().items(),
                                 getattr(source, part).state_dict().values()):
             assert torch.equal(p, q), (part, name)
@@ -109,7 +112,7 @@ def test_transfer_without_replay_data_says_what_to_pass(runs, capsys, tmp_path):
 
 
 def test_value_checkpoint_for_another_env_is_refused(runs, capsys, tmp_path):
-    cfg = compose("Hopper-v5", "direct", overrides=[*SMALL, "value.kind=model-based"])
+    cfg = compose("Hopper-v5", "direct", overrides=[*SMALL, *MODEL, "value.kind=model-based"])
     other = tmp_path / "hopper.pt"
     save_checkpoint(other, Agent(cfg, 11, 3), {})
     assert main(["plan", "--checkpoint", str(runs["mf"]), "--model-based", "--value",

@@ -19,7 +19,7 @@ from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_writable_folder
 from mbiapo.planners import PLANNERS, Objective, Planner
 from mbiapo.planners.base import Clock
-from mbiapo.value import ModelFreeValue
+from mbiapo.value import ModelBasedEstimator, ModelFreeValue
 
 ObjectiveFn = Callable[[Tensor], Objective]
 """``objective_fn(obs (B, S)) -> Objective`` for those states."""
@@ -37,7 +37,7 @@ def analysis_agent(checkpoint: str, value: str | None, device: str, seed: int = 
     agent, _ = load_agent(checkpoint, device)
     if value == "model-free":
         agent.value = ModelFreeValue(agent.q)
-    elif value == "model-based" and agent.model is None:
+    elif value == "model-based" and not isinstance(agent.estimator, ModelBasedEstimator):
         agent, _ = transfer.fitted(agent, checkpoint, None, 3000, seed)
     return agent
 
