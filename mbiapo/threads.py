@@ -5,8 +5,9 @@ command (``--threads``, ``train.threads``).
 ``OMP_NUM_THREADS`` when that is set) and subtracts the cores other processes keep busy:
 ``threads = max(1, usable - round(busy))``, where a core counts as busy from half a core's
 use on. On two cores with one CPU-bound process beside it that is one thread, which
-``mbiapo bench`` measured 3x faster than two threads there (two threads wait on each other
-whenever the other process holds one core); on an idle machine it is every usable core.
+``mbiapo bench`` measured 2.4-2.9x faster than two threads there (two threads wait on each
+other whenever the other process holds one core); on an idle machine it is every usable
+core.
 
 Busy is read from ``/proc/stat``: the time the usable cores spent busy, minus this process's
 own CPU time, over wall time. The first choice samples ``SAMPLE_S`` seconds; training and
