@@ -25,9 +25,10 @@ from torch import Tensor, nn
 
 from mbiapo.config import planner_group
 from mbiapo.errors import MbiapoError
+from mbiapo.models.q_ensemble import pessimistic
 from mbiapo.models.tanh_gaussian import TanhGaussian
-from mbiapo.objective import SoftObjective, soft_value_and_grad_transform
-from mbiapo.planners import PLANNERS, Planner, planner_settings
+from mbiapo.objective import SequenceObjective, SoftObjective, soft_value_and_grad_transform
+from mbiapo.planners import PLANNERS, Plan, Planner, planner_settings, sequence_planners
 from mbiapo.value import Q_NETWORKS, VALUES, as_estimator
 
 SMALL_BATCH = 16
@@ -75,7 +76,9 @@ def _threads(rows: int):
 class Agent(nn.Module):
     """A planner, a pessimistic Q ensemble and a value estimator (``estimator``: what it
     learns beyond the Q ensemble, e.g. a world model); ``value`` is what planners plan
-    against (``ValueEstimate``: any differentiable callable may replace it)."""
+    against (``ValueEstimate``: any differentiable callable may replace it), ``dynamics``
+    what sequence planners plan through (the estimator's model, None without one; the
+    simulator with ``mbiapo.true_model``)."""
 
     def __init__(self, cfg: DictConfig, obs_dim: int, act_dim: int):
         super().__init__()
@@ -85,6 +88,11 @@ class Agent(nn.Module):
         v, t = cfg.value, cfg.train
         self.q = Q_NETWORKS.get(v.q_network).build(obs_dim, act_dim, v)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        if cfg.planner.name in sequence_planners():
+            raise MbiapoError(f"'{cfg.planner.name}' plans through a model and learns nothing: "
+                              f"train a direct or iterative planner and act with it, e.g. "
+                              f"train --value model-based --planner iterative --act-planner "
+                              f"{cfg.planner.name}")
         self.planner = build_planner(cfg.planner, obs_dim, act_dim)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(t.init_alpha)))
         self.target_entropy = -float(act_dim) if t.target_entropy is None else t.target_entropy
@@ -93,8 +101,11 @@ class Agent(nn.Module):
         self.samples, self.train_samples = cfg.planner.samples, cfg.planner.train_samples
         self.gamma, self.tau = float(t.gamma), float(t.tau)
         self.compiled_value_and_grad = None  # see compile_value_gradient
+        self.compiled_score = None
         self.estimator = as_estimator(VALUES.get(v.kind).build(self), self)
         self.value, self.target_value = self.estimator.estimate, self.estimator.target
+        self.dynamics = self.estimator.dynamics()
+        self._acting = self._act_planner(t.act_planner, list(t.act_overrides))
         self.to(self.device)
         self.q_opt = _adam(self.q.parameters(), t.lr)
         # the planner and the temperature step together: one optimizer, two groups
@@ -107,6 +118,23 @@ class Agent(nn.Module):
         if clash:
             raise MbiapoError(f"value estimator '{v.kind}' names an optimizer "
                               f"{', '.join(sorted(clash))}, which the agent's own use")
+
+    def _act_planner(self, name: str | None, overrides: list[str]) -> Planner | None:
+        """The planner ``train.act_planner`` names, or None for the trained one."""
+        if name is None:
+            if overrides:
+                raise MbiapoError("train.act_overrides set without train.act_planner")
+            return None
+        if name in sequence_planners() and self.dynamics is None:
+            raise MbiapoError(f"train.act_planner={name} plans through a model, and value "
+                              f"'{self.cfg.value.kind}' has none: use --value model-based")
+        planner = self.planner_named(name, overrides)
+        return None if planner is self.planner else planner
+
+    @property
+    def act_planner(self) -> Planner:
+        """The planner ``act`` uses by default: ``train.act_planner``, else the trained one."""
+        return self.planner if self._acting is None else self._acting
 
     # ----------------------------------------------------------------------------- planning
     @property
@@ -123,7 +151,42 @@ class Agent(nn.Module):
             given = lambda mu, log_std: compiled(obs, mu, log_std, alpha, beta,  # noqa: E731
                                                  samples)
         return SoftObjective(lambda actions: value(obs, actions, beta), self.alpha, self.act_dim,
-                             samples, given)
+                             samples, given, self._sequence_objective(obs, beta, samples))
+
+    def _sequence_objective(self, obs: Tensor, beta: float, samples: int
+                            ) -> SequenceObjective | None:
+        """The H-step score through ``dynamics`` from obs (B, S): V(s_H) = Q(s_H, a') -
+        alpha log pi(a'|s_H) with the pessimistic Q ensemble, a' from the estimator's next
+        policy (the distilled rollout policy) or else the agent's planner; trajectories
+        proposed by the agent's planner, planning on its own objective at every state with
+        ``train_samples`` samples per J (as in training: the prior's many states would cost
+        ``samples`` model rollouts each)."""
+        if self.dynamics is None:
+            return None
+        given = None
+        if self.compiled_score is not None and self.dynamics.differentiable:
+            compiled, alpha = self.compiled_score, self.log_alpha.detach().exp()
+            given = lambda actions, terminal: compiled(obs, actions, alpha, beta,  # noqa: E731
+                                                       samples, terminal)
+        return self._sequence(obs, self.log_alpha.detach().exp(), beta, samples, given)
+
+    def _sequence(self, obs: Tensor, alpha: Tensor, beta: float, samples: int,
+                  given=None) -> SequenceObjective:
+        """``_sequence_objective`` with alpha a tensor (what the compiled score takes)."""
+
+        def prior(states: Tensor) -> TanhGaussian:
+            plan = self.planner.plan(self.objective(states, beta, self.train_samples),
+                                     states, record=False)
+            return TanhGaussian(plan.mu, plan.log_std)
+
+        def terminal(states: Tensor) -> Tensor:
+            with torch.no_grad():
+                dist = self.estimator.next_policy(states) or prior(states)
+                actions, _, log_pi = dist.rsample(1)
+            return pessimistic(self.q(states.unsqueeze(1), actions), beta)[:, 0] \
+                - alpha * log_pi[:, 0]
+
+        return SequenceObjective(obs, self.dynamics, self.gamma, terminal, prior, given)
 
     def compile_value_gradient(self) -> None:
         """Plan with a ``torch.compile``d J and gradient (``soft_value_and_grad_transform``,
@@ -131,11 +194,18 @@ class Agent(nn.Module):
         most at batch 1 and for model-based estimates. Each new batch size compiles once:
         ~10 s (model-free) to ~20 s (model-based), less from inductor's on-disk cache. Needs
         a C++ compiler on the CPU. Compiles the current ``value``: call it again after
-        replacing that."""
+        replacing that. Where ``dynamics`` is differentiable (a learned model), the H-step
+        score that sequence planners use is compiled too (rollout and terminal value in one
+        graph)."""
         value = self.value
         self.compiled_value_and_grad = torch.compile(
             lambda obs, mu, log_std, alpha, beta, samples: soft_value_and_grad_transform(
                 lambda actions: value(obs, actions, beta), mu, log_std, alpha, samples))
+        self.compiled_score = None
+        if self.dynamics is not None and self.dynamics.differentiable:
+            self.compiled_score = torch.compile(
+                lambda obs, actions, alpha, beta, samples, terminal: self._sequence(
+                    obs, alpha, beta, samples).score(actions, terminal))
 
     def planner_named(self, name: str | None, overrides: list[str] = ()) -> Planner:
         """The trained planner (``name`` None or its own), or another one built from its
@@ -159,17 +229,27 @@ class Agent(nn.Module):
 
     def act(self, obs: np.ndarray, deterministic: bool = False, planner: Planner | None = None,
             iters: int | None = None) -> np.ndarray:
-        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A). Planning runs
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A); see
+        ``act_planned``."""
+        return self.act_planned(obs, deterministic, planner, iters)[0]
+
+    def act_planned(self, obs: np.ndarray, deterministic: bool = False,
+                    planner: Planner | None = None, iters: int | None = None,
+                    init: tuple[Tensor, Tensor] | None = None) -> tuple[np.ndarray, Plan]:
+        """obs (S,) or (B, S) -> actions in [-1, 1] of shape (A,) or (B, A), and the plan, whose
+        ``next_init`` warm-starts the next step of the same episodes (``init``). ``planner``
+        defaults to ``act_planner`` (``train.act_planner``, else the trained one). Planning runs
         under ``no_grad`` (the objective enables gradients locally for dJ/dlambda), on one
         thread for small batches."""
         o = torch.as_tensor(obs, dtype=self.log_alpha.dtype, device=self.device)
         batch = o.reshape(-1, self.obs_dim)
         with torch.no_grad(), _threads(batch.shape[0]):
             objective = self.objective(batch, self.beta_collect, self.samples)
-            plan = (planner or self.planner).plan(objective, batch, iters, record=False)
+            plan = (planner or self.act_planner).plan(objective, batch, iters, init,
+                                                      record=False)
             dist = TanhGaussian(plan.mu, plan.log_std)
             action = dist.mode if deterministic else dist.sample()
-            return action.reshape(*o.shape[:-1], self.act_dim).cpu().numpy()
+            return action.reshape(*o.shape[:-1], self.act_dim).cpu().numpy(), plan
 
     # ----------------------------------------------------------------------------- learning
     @torch.no_grad()

@@ -83,10 +83,11 @@ def agent_update(planner: str, value: str = "model-free", compiled: bool = False
 
 
 def agent_act(planner: str, value: str = "model-free", compiled: bool = False,
-              device: str = "cpu"):
+              device: str = "cpu", trained: str = DIRECT):
     """A function planning one action (batch 1) with the given planner (with ``compiled``,
-    through ``Agent.compile_value_gradient``; the first call compiles)."""
-    trained = planner if PLANNERS.get(planner).build.trainable else DIRECT
+    through ``Agent.compile_value_gradient``; the first call compiles); an untrained one
+    runs on an agent whose planner is ``trained`` (a sequence planner's prior)."""
+    trained = planner if PLANNERS.get(planner).build.trainable else trained
     agent = _agent(trained, value, device, compiled)
     chosen = agent.planner_named(planner)
     obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
@@ -269,10 +270,15 @@ def run_bench(seconds: float = 5.0, with_sb3: bool = True, with_model_based: boo
             result[f"mb_direct_{name}_update_rate_vs_e1"] = (rates[f"mb_direct_{name}"]
                                                              / rates["mb_direct"])
     log("measuring acting latency (batch 1) per planner...")
-    acts = {planner: agent_act(planner, device=device) for planner in PLANNERS.names()}
+    acts = {planner: agent_act(planner, device=device)
+            for planner in [DIRECT, ITERATIVE, *untrained_planners()]}
     acts[f"{ITERATIVE}_compiled"] = agent_act(ITERATIVE, compiled=True, device=device)
     if with_model_based:
         acts["mb_iterative"] = agent_act(ITERATIVE, "model-based", device=device)
+        # TD-MPC2's MPPI (512 sequences, H = 5, 6 iterations) with the iterative prior
+        for suffix, compiled in (("", False), ("_compiled", True)):
+            acts[f"mb_mppi_seq{suffix}"] = agent_act("mppi-seq", "model-based", compiled,
+                                                     device, ITERATIVE)
         log("compiling the model-based value gradient (plan --compile)...")
         acts["mb_iterative_compiled"] = agent_act(ITERATIVE, "model-based", compiled=True,
                                                   device=device)

@@ -50,6 +50,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the planners' J gradient (Agent.compile_value_gradient)
     tensorboard: bool = False  # also log metrics.csv's scalars to DIR/tb (the tensorboard extra)
     threads: str = "auto"  # torch threads: auto (mbiapo/threads.py) or a number; --threads wins
+    # the planner that acts (collection, evaluation, plan) while `planner` trains; None: the
+    # trained planner. A sequence planner (mppi-seq, cem-seq, adam-seq) is MPC acting with
+    # the trained planner as its prior (TD-MPC); it needs a model (value.kind=model-based)
+    act_planner: str | None = None
+    act_overrides: list[str] = field(default_factory=list)  # its planner.key=value settings
 
 
 @dataclass

@@ -20,6 +20,10 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                  max_episode_steps: int | None = None, video: Path | None = None) -> dict:
     """Play ``episodes`` episodes (seeds seed, seed+1, ...).
 
+    Each step's plan warm-starts the next step of the same episodes (``Plan.next_init``,
+    sequence planners); a new episode starts clean. Where the agent plans through the
+    simulator (``mbiapo.true_model``), it is synced to the live episodes before each step.
+
     ``batched``: all episodes run side by side and each step plans for all live episodes in
     one call (fast evaluation). Otherwise one episode at a time, planning at batch size 1,
     which is what ``latency_ms`` (per action) then measures. A progress bar over the steps
@@ -43,10 +47,13 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
             for i in group:
                 videos[i] = EpisodeVideo(video / f"episode-{seed + i}", fps)
                 videos[i].add(envs[i].render())
-        live = list(group)
+        live, init = list(group), None
         while live:
             start = time.perf_counter()
-            actions = agent.act(np.stack([obs[i] for i in live]), deterministic, planner, iters)
+            if agent.dynamics is not None:
+                agent.dynamics.sync([envs[i] for i in live])
+            actions, plan = agent.act_planned(np.stack([obs[i] for i in live]), deterministic,
+                                              planner, iters, init)
             latencies.append((time.perf_counter() - start) * 1e3 / len(live))
             still = []
             for i, action in zip(live, actions):
@@ -62,6 +69,9 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                 else:
                     still.append(i)
             progress.steps(len(live))
+            if plan.next_init is not None:
+                rows = [j for j, i in enumerate(live) if i in still]
+                init = tuple(x[rows] for x in plan.next_init)
             live = still
     progress.close()
     for env in envs:
@@ -107,19 +117,23 @@ def summarize(agent: Agent, planner_name: str, result: dict, latency: bool) -> d
 
 
 def compile_for_acting(agent: Agent, planner: Planner) -> dict:
-    """Compile the agent's value gradient and warm it up on one action, so that latencies
-    are the compiled ones; returns the seconds it took."""
+    """Compile the agent's value gradient (and H-step score) and warm it up on one action,
+    so that latencies are the compiled ones; returns the seconds it took. Planning through
+    the simulator needs a live episode, so there the first action compiles."""
     print("compiling the value gradient (first action)...", file=sys.stderr)
     start = time.perf_counter()
     agent.compile_value_gradient()
-    agent.act(np.zeros(agent.obs_dim, np.float32), planner=planner)
+    if agent.dynamics is None or agent.dynamics.differentiable:
+        agent.act(np.zeros(agent.obs_dim, np.float32), planner=planner)
     return {"compile_seconds": round(time.perf_counter() - start, 2)}
 
 
 def play_and_summarize(agent: Agent, name: str | None, planner: Planner, episodes: Episodes,
                        latency: bool, compile: bool = False) -> dict:
     """evaluate (``latency`` False) and plan: play with ``planner`` (named ``name``, None:
-    the agent's own) and summarize, after compiling the value gradient if asked."""
+    the agent's own, ``train.act_planner`` or the trained one) and summarize, after
+    compiling the value gradient if asked."""
     compiled = compile_for_acting(agent, planner) if compile else {}
     result = episodes.play(agent, planner, latency)
-    return summarize(agent, name or agent.cfg.planner.name, result, latency) | compiled
+    own = agent.cfg.train.act_planner or agent.cfg.planner.name
+    return summarize(agent, name or own, result, latency) | compiled

@@ -1,15 +1,19 @@
-"""The planning objective J(s, lambda) = E_pi[Q(s, a)] - alpha KL(pi_lambda || U(-1,1)).
+"""The planning objectives: J(s, lambda) = E_pi[Q(s, a)] - alpha KL(pi_lambda || U(-1,1)) of
+one action distribution (``SoftObjective``), and the H-step score of action sequences
+through a model (``SequenceObjective``), which sequence planners use beside it.
 
 J is written once (``soft_value``); its gradient w.r.t. lambda = (mu, log_std) comes from
 autograd through it and through whatever differentiable value estimate it is given.
 """
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_to_uniform
+from mbiapo.models.world_model import Prediction
 
 QFn = Callable[[Tensor], Tensor]
 """``q(actions (B, N, A)) -> Q-hat (B, N)``: a value estimate with the states bound in."""
@@ -53,21 +57,102 @@ def soft_value_and_grad_transform(q: QFn, mu: Tensor, log_std: Tensor, alpha: Te
     return value, grads
 
 
+class Dynamics(Protocol):
+    """A model to plan through. ``begin(obs (M, S))`` starts one rollout of M trajectories
+    and returns its step function ``step(s (M, S), a (M, A)) -> Prediction`` (next state,
+    reward, probability of going on; each row keeps its own model, e.g. its ensemble member,
+    for the whole rollout). ``differentiable``: whether predictions carry gradients w.r.t.
+    the actions (a learned model) or not (the simulator). ``sync(envs)`` is called with the
+    live episodes' environments before each action: the simulator copies their states
+    (rollouts from row b start in ``envs[b]``'s); a learned model ignores it."""
+
+    differentiable: bool
+
+    def begin(self, obs: Tensor) -> Callable[[Tensor, Tensor], Prediction]: ...
+
+    def sync(self, envs: list) -> None: ...
+
+
+PolicyFn = Callable[[Tensor], TanhGaussian]
+"""``policy(obs (M, S)) -> TanhGaussian`` with (M, A) parameters."""
+
+
+class SequenceObjective:
+    """The H-step score of action sequences from a fixed batch of B states, through
+    ``dynamics``:
+
+        score = sum_{t<H} gamma^t c_t r_t + gamma^H c_H V(s_H),
+
+    c_0 = 1 and c_{t+1} = c_t cont_t the probability that the episode is still going, r_t the
+    model's reward (an ensemble's already lowered by its uncertainty penalty), and
+    ``terminal(s (M, S)) -> (M,)`` the soft value V (None: no terminal value). A predicted
+    termination's own reward counts, nothing after it does. ``prior(s)``, where given, is the
+    policy whose trajectories ``propose`` draws. ``score``, when given, replaces the
+    ``score`` method (the agent passes a compiled one).
+    """
+
+    def __init__(self, obs: Tensor, dynamics: Dynamics, gamma: float,
+                 terminal: Callable[[Tensor], Tensor] | None = None,
+                 prior: PolicyFn | None = None,
+                 score: Callable[[Tensor, bool], Tensor] | None = None):
+        self.obs, self.dynamics, self.gamma = obs, dynamics, gamma
+        self.terminal, self.prior = terminal, prior
+        self.given_score = score
+        self.differentiable = dynamics.differentiable
+
+    def score(self, actions: Tensor, terminal: bool = True) -> Tensor:
+        """actions (B, N, H, A) in [-1, 1] -> scores (B, N); NaN scores become the lowest
+        finite number, so they rank last. Differentiable w.r.t. the actions where the
+        dynamics are; ``terminal`` False leaves V(s_H) out."""
+        if self.given_score is not None:
+            return self.given_score(actions, terminal)
+        b, n, horizon, _ = actions.shape
+        s = self.obs.repeat_interleave(n, 0)  # (B N, S), state-major
+        a = actions.reshape(b * n, horizon, -1)
+        step = self.dynamics.begin(s)
+        total, going, discount = s.new_zeros(b * n), s.new_ones(b * n), 1.0
+        for t in range(horizon):
+            pred = step(s, a[:, t])
+            total = total + discount * going * pred.reward
+            going, s, discount = going * pred.cont, pred.next_obs, discount * self.gamma
+        if terminal and self.terminal is not None:
+            total = total + discount * going * self.terminal(s)
+        return total.reshape(b, n).nan_to_num(nan=torch.finfo(total.dtype).min)
+
+    def propose(self, n: int, horizon: int) -> Tensor:
+        """n trajectories per state of the prior policy through the dynamics: their pre-tanh
+        actions (B, n, H, A), detached."""
+        if self.prior is None:
+            raise ValueError("this sequence objective has no prior policy")
+        with torch.no_grad():
+            b = self.obs.shape[0]
+            s = self.obs.repeat_interleave(n, 0)
+            step, us = self.dynamics.begin(s), []
+            for _ in range(horizon):
+                a, u, _ = self.prior(s).rsample(1)
+                us.append(u[:, 0])
+                s = step(s, a[:, 0]).next_obs
+            return torch.stack(us, 1).reshape(b, n, horizon, -1)
+
+
 class SoftObjective:
     """J for a fixed batch of B states, estimated with ``n_samples`` reparameterized samples.
 
     ``q(actions (B, N, A)) -> (B, N)`` is the value estimate with the states bound in; it
     only has to be differentiable. ``value_and_grad``, when given, replaces
-    ``soft_value_and_grad`` (the agent passes a compiled one).
+    ``soft_value_and_grad`` (the agent passes a compiled one). ``sequence``: the same
+    states' ``SequenceObjective`` where the agent has a model to plan through, else None.
     """
 
     def __init__(self, q: QFn, alpha: Tensor | float, act_dim: int, n_samples: int = 10,
-                 value_and_grad: ValueAndGrad | None = None):
+                 value_and_grad: ValueAndGrad | None = None,
+                 sequence: SequenceObjective | None = None):
         self.q = q
         self.alpha = alpha
         self.act_dim = act_dim
         self.n_samples = n_samples
         self.given_value_and_grad = value_and_grad
+        self.sequence = sequence
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor:
         """mu, log_std: (B, A) -> J (B,), differentiable w.r.t. both."""

@@ -33,7 +33,7 @@ class OnlineTrainer(Trainer):
     def _loop(self, log: MetricsLog, bar: tqdm) -> dict:
         t = self.cfg.train
         obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
-        ep_return, finished, last = 0.0, [], {}
+        ep_return, finished, last, init = 0.0, [], {}, None
         stats: list[dict] = []
         tick, tick_updates = time.perf_counter(), self.updates
         while self.step < t.steps:
@@ -41,7 +41,8 @@ class OnlineTrainer(Trainer):
             if self.step < t.warmup_steps:
                 action = self.rng.uniform(-1.0, 1.0, self.agent.act_dim).astype(np.float32)
             else:
-                action = self.agent.act(obs)
+                action, plan = self.agent.act_planned(obs, init=init)
+                init = plan.next_init  # a sequence planner's warm start for the next step
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
             ep_return += reward
@@ -50,7 +51,7 @@ class OnlineTrainer(Trainer):
             if terminated or truncated:
                 finished.append(ep_return)
                 self.episodes += 1
-                ep_return = 0.0
+                ep_return, init = 0.0, None
                 obs, _ = self.env.reset(seed=episode_seed(t.seed, self.episodes))
             if self.step == t.warmup_steps:
                 self.pretrain()

@@ -37,10 +37,14 @@ class Objective(Protocol):
     ``q(actions (B, N, A)) -> (B, N)`` scores actions (used by gradient-free planners).
     Planners called with ``train_rows`` = n need all three for the first n states too
     (parameters or actions with n rows); the agent's objectives allow that.
+    ``sequence``: where the agent has a model to plan through, the same states'
+    ``SequenceObjective`` (``score(actions (B, N, H, A)) -> (B, N)``, ``propose(n, H)``,
+    ``differentiable``, ``prior``); else None. Sequence planners need it.
     """
 
     alpha: float
     act_dim: int
+    sequence: object | None
 
     def __call__(self, mu: Tensor, log_std: Tensor) -> Tensor: ...
 
@@ -59,6 +63,11 @@ class Plan:
     the start of planning at that point. Without ``record``, they hold at most the final J:
     trained planners evaluate it anyway when training (its gradient is part of the
     surrogate); otherwise they are empty.
+    Sequence planners also give, with ``record``, ``scores[k]``: the H-step score (B,) of
+    the mean action sequence after iteration k+1; and always ``sequence``, that final mean
+    sequence (B, H, A, pre-tanh), and ``next_init``: what to pass as ``init`` to plan the
+    next step of the same episodes (their plan shifted by one step). Both None for planners
+    that plan one action and carry nothing from one step to the next.
     """
 
     mu: Tensor
@@ -66,6 +75,9 @@ class Plan:
     values: list[Tensor] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     surrogate: Tensor | None = None
+    scores: list[Tensor] = field(default_factory=list)
+    sequence: Tensor | None = None
+    next_init: tuple[Tensor, Tensor] | None = None
 
     def trace(self) -> Tensor:
         """J after each iteration: (K, B)."""

@@ -93,7 +93,7 @@ def test_evaluate_uses_the_same_random_numbers_for_every_parameter_set():
 
 def test_follow_records_every_iteration_without_aliasing_adams_in_place_updates():
     objective = quadratic_objective(torch.full((3, 2), 0.5))
-    params, seconds = follow(AdamPlanner(1, 2, lr=0.1), objective, torch.zeros(3, 1), 4)
+    params, seconds, _ = follow(AdamPlanner(1, 2, lr=0.1), objective, torch.zeros(3, 1), 4)
     assert len(params) == len(seconds) == 4
     mus = torch.stack([mu for mu, _ in params])
     assert (mus[1:] - mus[:-1]).abs().min() > 0  # each step is its own snapshot

@@ -158,7 +158,7 @@ def test_elites_are_the_lowest_held_out_error_members_and_rollouts_touch_only_th
     model._run = lambda x, members: used.append(members) or run(x, members)
     obs, actions = torch.randn(6, 4), torch.rand(6, 5, 1) * 2 - 1
     agent.value(obs, actions, 1.0)  # one member per trajectory
-    estimator.estimate.penalty = 0.5
+    estimator.estimate.dynamics.penalty = 0.5
     agent.value(obs, actions, 1.0)  # every elite on every row, for the uncertainty
     touched = {int(m) for members in used for m in members}
     assert used and touched == {1, 3}
@@ -289,7 +289,7 @@ def test_the_penalty_applies_to_planning_and_to_critic_targets(tiny_cfg):
     obs, actions = torch.randn(4, 4), torch.rand(4, 3, 1) * 2 - 1
     values = {}
     for penalty in (0.0, 2.0):
-        agent.value.penalty = agent.target_value.penalty = penalty
+        agent.value.dynamics.penalty = agent.target_value.dynamics.penalty = penalty
         with torch.no_grad():
             torch.manual_seed(5)
             plan_value = agent.value(obs, actions, 1.0)

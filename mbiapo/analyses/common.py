@@ -17,8 +17,9 @@ from mbiapo.agent import Agent
 from mbiapo.config import overrides_for
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_writable_folder
-from mbiapo.planners import PLANNERS, Objective, Planner
+from mbiapo.planners import PLANNERS, Objective, Plan, Planner
 from mbiapo.planners.base import Clock
+from mbiapo.planners.sequence import check_model
 from mbiapo.value import ModelBasedEstimator, ModelFreeValue
 
 ObjectiveFn = Callable[[Tensor], Objective]
@@ -74,6 +75,7 @@ def planners_from_spec(agent: Agent, spec: str | None, overrides: list[str],
             mine = overrides_for(name, overrides)
             used.update(mine)
             planners[name] = agent.planner_named(name, mine)
+            check_model(planners[name], agent.dynamics is not None)
     unused = [item for item in overrides if item not in used]
     if unused:
         listed = [n for n in planners if not PLANNERS.get(n).build.trainable]
@@ -156,9 +158,10 @@ def _devices(params: list[Params]) -> list[int]:
 
 def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
            init: Params | None = None, on_step: Callable[[], object] | None = None,
-           seed: int | None = None) -> tuple[list[Params], list[float]]:
-    """Run ``planner`` for ``iters`` iterations and return the parameters after each one and
-    the wall-clock seconds since the start at that point. The planner evaluates J only as far
+           seed: int | None = None) -> tuple[list[Params], list[float], Plan]:
+    """Run ``planner`` for ``iters`` iterations and return the parameters after each one,
+    the wall-clock seconds since the start at that point, and its final ``Plan`` (a sequence
+    planner's holds its action sequence). The planner evaluates J only as far
     as its own search needs; the analysis evaluates it afterwards with ``evaluate``. With
     ``seed``, the planner's own samples start from ``torch.manual_seed(seed)``."""
     if seed is not None:
@@ -176,11 +179,11 @@ def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
     gc.disable()  # as timeit does: a collection inside the timed search is not its cost
     try:
         with torch.no_grad():  # trainable planners build no graph; adam enables grad itself
-            planner.plan(objective, obs, iters, init, record=False, callback=record)
+            plan = planner.plan(objective, obs, iters, init, record=False, callback=record)
     finally:
         if collecting:
             gc.enable()
-    return params, seconds
+    return params, seconds, plan
 
 
 def output_dir(out: Path, force: bool) -> Path:

@@ -6,6 +6,7 @@ timings cover the planners' own work only."""
 import sys
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 from tqdm import tqdm
 
@@ -19,18 +20,31 @@ from mbiapo.analyses.common import (
     mean_std,
     write_csv,
 )
-from mbiapo.planners import Planner
+from mbiapo.planners import Plan, Planner
 
 
 @dataclass
 class Trace:
     """One planner's search over B states: ``values`` J (K, B) after each iteration,
     ``seconds[k]`` the wall-clock since the start after iteration k+1, ``params`` the
-    (mu, log_std) (B, A) after each iteration."""
+    (mu, log_std) (B, A) after each iteration; for a sequence planner, ``score`` (B,) is its
+    own H-step score of its final mean action sequence (None for single-step planners)."""
 
     values: Tensor
     seconds: list[float]
     params: list[Params]
+    score: Tensor | None = None
+
+
+def sequence_score(planner: Planner, objective, plan: Plan) -> Tensor | None:
+    """The H-step score (B,) of a sequence plan's mean actions, as the planner scores
+    them (with or without its terminal value), or None for a single-step plan."""
+    if plan.sequence is None:
+        return None
+    with torch.no_grad():
+        torch.manual_seed(0)  # the same ensemble members and terminal samples for all
+        actions = torch.tanh(plan.sequence).unsqueeze(1)  # (B, 1, H, A)
+        return objective.sequence.score(actions, planner.terminal_value)[:, 0]
 
 
 def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: ObjectiveFn,
@@ -45,12 +59,13 @@ def compare(planners: dict[str, Planner], plan_fn: ObjectiveFn, eval_fn: Objecti
             bar.set_postfix_str(name)
             follow(planner, plan_objective, obs, min(iters, 2))
             # seed + 1: the planners' samples differ from the estimator's
-            params, seconds = follow(planner, plan_objective, obs, iters, on_step=bar.update,
-                                     seed=seed + 1)
+            params, seconds, plan = follow(planner, plan_objective, obs, iters,
+                                           on_step=bar.update, seed=seed + 1)
             bar.update(iters - len(params))  # a direct planner stops after one
             values = evaluate(eval_objective, params, seed, on_step=bar.update)
             bar.update(iters - len(params))
-            traces[name] = Trace(values, seconds, params)
+            traces[name] = Trace(values, seconds, params,
+                                 sequence_score(planner, eval_objective, plan))
     return traces
 
 
@@ -69,7 +84,8 @@ def reference_point(traces: dict[str, Trace], trained: str | None) -> tuple[str,
 
 def summarize(traces: dict[str, Trace], trained: str | None = None) -> dict:
     """Per planner: J after 1, 5 and K iterations (mean and std over states), seconds per
-    iteration, and the iterations needed to reach the reference point (``reference_point``);
+    iteration, milliseconds per state (the whole search), a sequence planner's H-step
+    score, and the iterations needed to reach the reference point (``reference_point``);
     plus the reference's time per iteration relative to each other planner's."""
     reference = reference_point(traces, trained)
     target = None
@@ -85,6 +101,8 @@ def summarize(traces: dict[str, Trace], trained: str | None = None) -> dict:
             **{f"J_at_{k}": mean_std(trace.values[min(k, iters) - 1]) for k in (1, 5)},
             "J_final": mean_std(trace.values[-1]),
             "seconds_per_iteration": trace.seconds[-1] / iters,
+            "ms_per_state": 1e3 * trace.seconds[-1] / trace.values.shape[1],
+            "h_step_score": None if trace.score is None else mean_std(trace.score),
             "iterations_to_reference": None if target is None or name == reference[0]
             else iterations_to_reach(curve, target),
         }
@@ -113,10 +131,13 @@ def table(summary: dict) -> str:
     """The printed comparison."""
     ref = summary["reference"]
     reach = f"iters to {ref['planner']}@{ref['iteration']} ({ref['J_mean']:.4g})" if ref else ""
-    rows = [f"{'planner':<10} {'J@1':>18} {'J@5':>18} {'J@K (K)':>24} {'ms/iter':>9}  {reach}"]
+    rows = [f"{'planner':<10} {'J@1':>18} {'J@5':>18} {'J@K (K)':>24} {'ms/iter':>9} "
+            f"{'ms/state':>9} {'H-step score':>18}  {reach}"]
     for name, p in summary["planners"].items():
         cells = [f"{p[key]['mean']:.4g} ± {p[key]['std']:.3g}"
                  for key in ("J_at_1", "J_at_5", "J_final")]
+        score = p["h_step_score"]
+        score = "—" if score is None else f"{score['mean']:.4g} ± {score['std']:.3g}"
         if name == (ref or {}).get("planner"):
             steps = "(reference)"
         elif ref:
@@ -125,7 +146,8 @@ def table(summary: dict) -> str:
             steps = ""
         final = f"{cells[2]} ({p['iterations']})"
         rows.append(f"{name:<10} {cells[0]:>18} {cells[1]:>18} {final:>24} "
-                    f"{1e3 * p['seconds_per_iteration']:>9.3g}  {steps}")
+                    f"{1e3 * p['seconds_per_iteration']:>9.3g} {p['ms_per_state']:>9.3g} "
+                    f"{score:>18}  {steps}")
     for key, value in summary.items():
         if key.startswith("time_per_iteration"):
             rows.append(f"{key.replace('_', ' ')}: {value:.2f}x")

@@ -24,7 +24,7 @@ def planning_runs(planner: Planner, objective_fn: ObjectiveFn, obs: Tensor, runs
     generator = torch.Generator(device=obs.device).manual_seed(seed)
     mu0 = init_std * torch.randn(n * runs, act_dim, generator=generator, device=obs.device)
     iters = planner.iters if iters is None else iters
-    params, _ = follow(planner, objective_fn(repeated), repeated, iters,
+    params, _, _ = follow(planner, objective_fn(repeated), repeated, iters,
                        init=(mu0, torch.zeros_like(mu0)), seed=seed)
     mu, log_std = params[-1]
     return mu.reshape(n, runs, act_dim), log_std.reshape(n, runs, act_dim)

@@ -13,7 +13,8 @@ from mbiapo.planners import PLANNERS
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
     p.add_argument("--planner", choices=PLANNERS.names(), help="plan with this planner "
-                   "(default: the one the checkpoint trained)")
+                   "(default: the one the run acted with, train.act_planner, else the one "
+                   "it trained)")
     p.add_argument("--iters", type=int, help="planner iterations per action")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
@@ -22,6 +23,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--video", type=Path, metavar="DIR", help="record each episode to "
                    "DIR/episode-<seed>.mp4 (.gif without an MP4 encoder; headless: EGL)")
+    p.add_argument("--true-model", action="store_true", help="sequence planners (mppi-seq, "
+                   "cem-seq) plan through the MuJoCo simulator itself, from copies of each "
+                   "live episode's state: the ground-truth check of a planner")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("overrides", nargs="*", metavar="planner.key=value",
                    help="settings of an untrained --planner, e.g. planner.population=50")
@@ -67,13 +71,27 @@ def _load_for_run(args):
         raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
     if args.video:
         check_writable_folder(args.video, "--video")
+    if args.true_model:
+        from mbiapo.true_model import SimulatorDynamics
+
+        agent.dynamics = SimulatorDynamics(agent.cfg.env.id)
+    if args.planner is None and not args.overrides:
+        return agent, agent.act_planner  # how the run acted: train.act_planner or its own
     return agent, agent.planner_named(args.planner, args.overrides)
+
+
+def _with_model(agent, planner):
+    """A sequence planner needs a model to plan through: say so before any episode runs."""
+    from mbiapo.planners.sequence import check_model
+
+    check_model(planner, agent.dynamics is not None)
+    return agent, planner
 
 
 def cmd_evaluate(args) -> dict:
     from mbiapo.evaluate import play_and_summarize
 
-    agent, planner = _load_for_run(args)
+    agent, planner = _with_model(*_load_for_run(args))
     return play_and_summarize(agent, args.planner, planner, _episodes(args), latency=False)
 
 
@@ -91,9 +109,12 @@ def cmd_plan(args) -> dict:
         if args.value or args.data:
             raise MbiapoError("--value and --data choose a model-based value estimate; "
                               "add --model-based")
-        agent, planner = _load_for_run(args)
+        agent, planner = _with_model(*_load_for_run(args))
         return play_and_summarize(agent, args.planner, planner, _episodes(args), latency=True,
                                   compile=args.compile)
+    if args.true_model:
+        raise MbiapoError("--true-model and --model-based are two models to plan through: "
+                          "pass one")
     if args.value and args.data:
         raise MbiapoError("pass either --value MB_CKPT or --data FILE.h5, not both")
     if args.fit_steps < 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_new_file
-from mbiapo.planners import PLANNERS, untrained_planners
+from mbiapo.planners import PLANNERS, sequence_planners, untrained_planners
 from mbiapo.value import VALUES
 
 
@@ -155,7 +155,10 @@ def _setup(args, agent, obs):
 
 
 def _all_planners(agent) -> list[str]:
-    return [agent.cfg.planner.name, *untrained_planners()]
+    """The default ``--planners``: the trained one, every untrained single-step one, and the
+    sequence planners where the agent has a model to plan through."""
+    sequence = sequence_planners() if agent.dynamics is not None else []
+    return [agent.cfg.planner.name, *untrained_planners(), *sequence]
 
 
 def cmd_states(args) -> dict:

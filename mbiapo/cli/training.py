@@ -17,6 +17,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--env", help="gymnasium id, e.g. HalfCheetah-v5")
     p.add_argument("--planner", choices=PLANNERS.names())
     p.add_argument("--value", choices=VALUES.names(), help="value estimate (value.kind)")
+    p.add_argument("--act-planner", choices=PLANNERS.names(), help="act with this planner "
+                   "while --planner trains (train.act_planner), e.g. mppi-seq: MPC acting "
+                   "with the trained planner as its prior")
     p.add_argument("--steps", type=int, help="environment steps (train.steps)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--out", type=Path, help="run folder")
@@ -41,6 +44,7 @@ def _run_config(args, env: str | None):
     explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
     explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
     explicit += [f"value.kind={args.value}"] if args.value else []
+    explicit += [f"train.act_planner={args.act_planner}"] if args.act_planner else []
     explicit += ["train.tensorboard=true"] if args.tensorboard else []
     explicit += [f"train.threads={args.threads}"] if hasattr(args, "threads") else []
     return compose(env, args.planner, args.config, [*args.overrides, *explicit])
@@ -50,7 +54,7 @@ def cmd_train(args) -> dict:
     from mbiapo.train import resume_run, start_offline, start_run
 
     if args.resume:
-        if args.env or args.planner or args.value or args.config or args.out \
+        if args.env or args.planner or args.value or args.act_planner or args.config or args.out \
                 or args.seed is not None or args.overrides or args.offline or args.tensorboard:
             raise MbiapoError("--resume continues a run as configured; only --steps may change")
         trainer = resume_run(args.resume, args.steps)

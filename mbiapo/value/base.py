@@ -80,6 +80,7 @@ class ValueEstimator(nn.Module):
     - ``estimate`` / ``target``: ``ValueEstimate``s for planning and for critic targets.
     - ``next_policy(next_obs (B, S))``: the distribution of the next actions critic targets
       use, or None for the agent's planner (planned with the batch, one call).
+    - ``dynamics()``: the model sequence planners plan through, or None.
     - ``update(batch, planned) -> metrics``: one learning step on a replay batch (obs, act,
       rew, next_obs, done, model_weight), given the planner's distributions at its states
       (None during pre-training). Returns {name: scalar tensor}: each becomes a column of
@@ -102,6 +103,11 @@ class ValueEstimator(nn.Module):
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
 
     def next_policy(self, next_obs: Tensor) -> TanhGaussian | None:
+        return None
+
+    def dynamics(self):
+        """The model that sequence planners roll out (``mbiapo.objective.Dynamics``), or
+        None where the estimator has none."""
         return None
 
     def update(self, batch: dict[str, Tensor], planned: TanhGaussian | None = None

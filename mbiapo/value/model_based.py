@@ -127,29 +127,22 @@ def retrace_estimate(q: QFn, step: StepFn, policy: PolicyFn, obs: Tensor, action
     return estimate
 
 
-class ModelBasedValue:
-    """Retrace over ``horizon`` steps of the world model, with the pessimistic ensemble at
-    every step, future actions from the (direct) rollout policy, one elite member per
-    trajectory and, with ``penalty`` > 0, rewards lowered by ``penalty`` times the elites'
-    ``uncertainty``."""
+class ModelDynamics:
+    """A world model as the ``Dynamics`` that planners roll out: ``begin(obs (M, S))`` gives
+    the step function of one rollout of M trajectories, each following one elite member (drawn
+    once, the elites equally often) for all its steps, with rewards lowered by ``penalty``
+    times the elites' ``uncertainty`` at every step. Differentiable w.r.t. states and
+    actions."""
 
-    def __init__(self, q: QEnsemble, model: WorldModel, rollout: DirectPolicyNet,
-                 log_alpha: Tensor, gamma: float, lam: float, horizon: int,
-                 uncertainty: str = "disagreement", penalty: float = 0.0):
-        self.q_net, self.model, self.rollout = q, model, rollout
-        self.log_alpha = log_alpha
-        self.gamma, self.lam, self.horizon = gamma, lam, horizon
-        self.uncertainty, self.penalty = uncertainty, penalty
+    differentiable = True
 
-    def _policy(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """One reparameterized rollout-policy sample per state: (..., S) -> (..., A), (...)."""
-        flat = obs.reshape(-1, obs.shape[-1])
-        actions, _, log_pi = TanhGaussian(*self.rollout(flat)).rsample(1)
-        return actions.reshape(*obs.shape[:-1], -1), log_pi.reshape(obs.shape[:-1])
+    def __init__(self, model: WorldModel, uncertainty: str = "disagreement",
+                 penalty: float = 0.0):
+        self.model, self.uncertainty, self.penalty = model, uncertainty, penalty
 
-    def _step(self, rows: int, device: torch.device) -> StepFn:
-        """The model step of one rollout of ``rows`` trajectories: members drawn once."""
-        assignment = self.model.assign(rows, device)
+    def begin(self, obs: Tensor) -> StepFn:
+        """``step(s (..., S), a (..., A)) -> Prediction`` for the rows of obs (..., S)."""
+        assignment = self.model.assign(obs.shape[:-1].numel(), obs.device)
         if self.penalty == 0:
             return lambda s, a: self.model(s, a, assignment)
 
@@ -159,10 +152,34 @@ class ModelBasedValue:
 
         return penalized
 
+    def sync(self, envs: list) -> None:
+        """A learned model predicts from observations alone: nothing to copy."""
+
+
+class ModelBasedValue:
+    """Retrace over ``horizon`` steps of the world model, with the pessimistic ensemble at
+    every step, future actions from the (direct) rollout policy, one elite member per
+    trajectory and, with ``penalty`` > 0, rewards lowered by ``penalty`` times the elites'
+    ``uncertainty`` (``ModelDynamics``)."""
+
+    def __init__(self, q: QEnsemble, model: WorldModel, rollout: DirectPolicyNet,
+                 log_alpha: Tensor, gamma: float, lam: float, horizon: int,
+                 uncertainty: str = "disagreement", penalty: float = 0.0):
+        self.q_net, self.model, self.rollout = q, model, rollout
+        self.dynamics = ModelDynamics(model, uncertainty, penalty)
+        self.log_alpha = log_alpha
+        self.gamma, self.lam, self.horizon = gamma, lam, horizon
+
+    def _policy(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """One reparameterized rollout-policy sample per state: (..., S) -> (..., A), (...)."""
+        flat = obs.reshape(-1, obs.shape[-1])
+        actions, _, log_pi = TanhGaussian(*self.rollout(flat)).rsample(1)
+        return actions.reshape(*obs.shape[:-1], -1), log_pi.reshape(obs.shape[:-1])
+
     def estimate(self, obs: Tensor, actions: Tensor, beta: float) -> Tensor:
         """obs (..., S), actions (..., A) -> (...)."""
-        step = self._step(obs.shape[:-1].numel(), obs.device)
-        return retrace_estimate(lambda s, a: pessimistic(self.q_net(s, a), beta), step,
+        return retrace_estimate(lambda s, a: pessimistic(self.q_net(s, a), beta),
+                                self.dynamics.begin(obs),
                                 self._policy, obs, actions, self.log_alpha.detach().exp(),
                                 self.gamma, self.lam, self.horizon)
 
@@ -208,6 +225,10 @@ class ModelBasedEstimator(ValueEstimator):
     def next_policy(self, next_obs: Tensor) -> TanhGaussian:
         with torch.no_grad():
             return TanhGaussian(*self.rollout(next_obs))
+
+    def dynamics(self) -> ModelDynamics:
+        """The world model with the planning estimate's uncertainty penalty."""
+        return self.estimate.dynamics
 
     def update(self, batch: dict[str, Tensor], planned: TanhGaussian | None = None
                ) -> dict[str, Tensor]:
