@@ -32,6 +32,7 @@ from mbiapo.evaluate import Episodes, play_and_summarize, summarize
 from mbiapo.models.tanh_gaussian import TanhGaussian
 from mbiapo.paths import can_write, user_cache
 from mbiapo.planners import Planner
+from mbiapo.planners.sequence import SequencePlanner
 from mbiapo.replay import ReplayBuffer
 from mbiapo.value import ModelBasedEstimator
 
@@ -153,7 +154,8 @@ def plan_model_based(mf: Agent, planner: Planner, checkpoint: str | Path, episod
     """``mbiapo plan --model-based``: the model-free agent's ``planner`` (named ``name``;
     None: its own) plans against a model-based estimate, from the checkpoint ``value`` or
     fitted on ``data``. Returns plan's summary plus the same checkpoint's model-free
-    returns and the ratio of the two."""
+    returns (with the same planner, or for a sequence planner, which needs a model, with the
+    checkpoint's own) and the ratio of the two."""
     if isinstance(mf.estimator, ModelBasedEstimator) and not (value or data):
         raise MbiapoError(f"{checkpoint} was trained model-based: plan with its own model "
                           f"without --model-based, or pass --value MB_CKPT or --data FILE.h5 "
@@ -166,9 +168,13 @@ def plan_model_based(mf: Agent, planner: Planner, checkpoint: str | Path, episod
     print(f"planning with the {label} planner against the model-based value...", file=sys.stderr)
     result = play_and_summarize(agent, name, agent.planner_named(name, list(overrides)),
                                 episodes, latency=True, compile=compile)
-    print("model-free returns of the same checkpoint, for comparison...", file=sys.stderr)
+    # a sequence planner has no model-free form: the checkpoint's own planner is the baseline
+    if isinstance(planner, SequencePlanner):
+        planner, label = mf.act_planner, mf.cfg.train.act_planner or mf.cfg.planner.name
+    print(f"model-free returns of the same checkpoint ({label}), for comparison...",
+          file=sys.stderr)
     baseline = summarize(mf, label, episodes.play(mf, planner, False, record=False), False)
-    return result | {"value": "model-based", **info,
+    return result | {"value": "model-based", **info, "model_free_planner": label,
                      "model_free_return_mean": baseline["return_mean"],
                      "model_free_return_std": baseline["return_std"],
                      "return_vs_model_free": result["return_mean"] / baseline["return_mean"]

@@ -74,7 +74,7 @@ class CEMSequencePlanner(SamplingSequencePlanner):
 
     def sample_count(self, k: int) -> int:
         sampled = self.population - self.prior_samples
-        return max(int(sampled / self.decay ** k), 2 * self.elites)
+        return max(int(sampled / self.decay ** k), min(2 * self.elites, sampled))
 
     def noise(self, shape: tuple[int, ...], like: Tensor, k: int) -> Tensor:
         return colored_noise(self.noise_beta, shape, like)

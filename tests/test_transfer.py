@@ -69,6 +69,18 @@ def test_transfer_fits_a_model_on_the_saved_replay_and_caches_it(runs, capsys):
     assert len(list(runs["mf"].glob("checkpoint.mb-*.pt"))) == 2
 
 
+def test_a_sequence_planner_plans_through_the_fitted_model_beside_the_own_planner(runs,
+                                                                                   capsys):
+    """MPC on the fitted model, with the checkpoint's iterative planner as its prior; the
+    model-free baseline (a sequence planner has no model-free form) is that planner."""
+    result = _plan(capsys, "--checkpoint", str(runs["mf"]), "--model-based", "--fit-steps",
+                   "30", "--planner", "mppi-seq", "planner.population=16",
+                   "planner.elites=4", "planner.prior_samples=2")
+    assert result["planner"] == "mppi-seq" and result["model_free_planner"] == "iterative"
+    assert result["return_vs_model_free"] == pytest.approx(
+        result["return_mean"] / result["model_free_return_mean"])
+
+
 def test_plan_compile_warms_up_before_timing_actions(runs, capsys):
     result = _plan(capsys, "--checkpoint", str(runs["mf"]), "--model-based", "--value",
                    str(runs["mb"]), "--compile")
