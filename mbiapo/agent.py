@@ -122,8 +122,6 @@ class Agent(nn.Module):
     def _act_planner(self, name: str | None, overrides: list[str]) -> Planner | None:
         """The planner ``train.act_planner`` names, or None for the trained one."""
         if name is None:
-            if overrides:
-                raise MbiapoError("train.act_overrides set without train.act_planner")
             return None
         if name in sequence_planners() and self.dynamics is None:
             raise MbiapoError(f"train.act_planner={name} plans through a model, and value "

@@ -17,8 +17,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mbiapo import threads
+from mbiapo.bounds import check_fields, setting
 from mbiapo.errors import MbiapoError
-from mbiapo.models.mlp import check_shape
 from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
 from mbiapo.value import Q_NETWORKS, VALUES, ModelBasedConfig, ValueConfig
 
@@ -26,25 +26,25 @@ from mbiapo.value import Q_NETWORKS, VALUES, ModelBasedConfig, ValueConfig
 @dataclass
 class EnvConfig:
     id: str = MISSING  # a gymnasium id, e.g. HalfCheetah-v5
-    max_episode_steps: int | None = None  # None: the env's own time limit
+    max_episode_steps: int | None = setting(None, ge=1)  # None: the env's own time limit
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 100_000  # environment steps
-    seed: int = 0
-    gamma: float = 0.99
-    tau: float = 5e-3  # Polyak rate of the target Q nets
-    lr: float = 3e-4
-    batch_size: int = 256
-    buffer_size: int = 1_000_000
-    warmup_steps: int = 5000  # uniform-random actions before learning starts
-    updates_per_step: int = 1
+    steps: int = setting(100_000, ge=1)  # environment steps
+    seed: int = setting(0, ge=0)
+    gamma: float = setting(0.99, gt=0, le=1)
+    tau: float = setting(5e-3, gt=0, le=1)  # Polyak rate of the target Q nets
+    lr: float = setting(3e-4, gt=0)
+    batch_size: int = setting(256, ge=1)
+    buffer_size: int = setting(1_000_000, ge=1)
+    warmup_steps: int = setting(5000, ge=0)  # uniform-random actions before learning starts
+    updates_per_step: int = setting(1, ge=1)
     target_entropy: float | None = None  # None: -|A|
-    init_alpha: float = 1.0
-    eval_every: int = 5000
-    eval_episodes: int = 10
-    checkpoint_every: int = 10_000
+    init_alpha: float = setting(1.0, gt=0)
+    eval_every: int = setting(5000, ge=1)
+    eval_episodes: int = setting(10, ge=1)
+    checkpoint_every: int = setting(10_000, ge=0)  # 0: only when the run ends or stops
     save_replay: bool = True  # write replay.h5 beside the checkpoint
     device: str = "cpu"
     compile: bool = False  # torch.compile the planners' J gradient (Agent.compile_value_gradient)
@@ -188,15 +188,31 @@ def overrides_for(name: str, overrides: list[str]) -> list[str]:
             if item.startswith("planner.") and item.partition("=")[0][8:] in keys]
 
 
-def _validate_planner(cfg: DictConfig) -> None:
-    for key in ("iters", "samples", "train_samples"):
-        if cfg[key] < 1:
-            raise MbiapoError(f"planner.{key} must be >= 1, got {cfg[key]}")
-    problem = PLANNERS.get(cfg.name).config.check(cfg)
+def _check_group(schema: type, cfg: DictConfig, group: str) -> None:
+    """Each field as its dataclass declares it (``mbiapo.bounds``), then the config's own
+    ``check`` of what depends on several fields."""
+    problem = check_fields(schema, cfg, group)
+    if problem is None and hasattr(schema, "check"):
+        problem = schema.check(cfg)
     if problem:
         raise MbiapoError(problem)
-    if "hidden" in cfg:
-        check_network(cfg, "")
+
+
+def _validate_planner(cfg: DictConfig) -> None:
+    _check_group(PLANNERS.get(cfg.name).config, cfg, "planner")
+
+
+def _check_act_planner(cfg: DictConfig) -> None:
+    name, overrides = cfg.train.act_planner, list(cfg.train.act_overrides)
+    if name is None:
+        if overrides:
+            raise MbiapoError("train.act_overrides set without train.act_planner")
+        return
+    try:
+        planner_group(name, cfg.planner, overrides)
+    except MbiapoError as e:
+        where = " with train.act_overrides" if overrides else ""
+        raise MbiapoError(f"train.act_planner={name}{where}: {e}") from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -205,31 +221,15 @@ def validate(cfg: DictConfig) -> None:
         registry.get(cfg[group][key])  # one line naming the choices for an unknown name
     if OmegaConf.is_missing(cfg.env, "id"):
         raise MbiapoError("no environment given: pass --env ENV_ID (e.g. HalfCheetah-v5)")
-    positive = {
-        "train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
-        "train.buffer_size": cfg.train.buffer_size,
-        "train.eval_episodes": cfg.train.eval_episodes,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise MbiapoError(f"{key} must be >= 1, got {value}")
-    if not 0 < cfg.train.gamma <= 1 or not 0 < cfg.train.tau <= 1:
-        raise MbiapoError("train.gamma and train.tau must lie in (0, 1]")
-    threads.parse(cfg.train.threads)
-    _validate_planner(cfg.planner)
-    problem = VALUES.get(cfg.value.kind).config.check(cfg.value)
-    if problem:
-        raise MbiapoError(problem)
-
-
-def check_network(group: DictConfig, prefix: str) -> None:
-    """One MbiapoError line for a network setting no network can be built with."""
+    _check_group(EnvConfig, cfg.env, "env")
+    _check_group(TrainConfig, cfg.train, "train")
     try:
-        check_shape(group[f"{prefix}hidden"], group[f"{prefix}layers"],
-                    group[f"{prefix}activation"], f"{group._key()}.{prefix}")
-    except ValueError as e:
-        raise MbiapoError(str(e)) from None
-
+        threads.parse(cfg.train.threads)
+    except MbiapoError as e:
+        raise MbiapoError(f"train.{e}") from None
+    _check_act_planner(cfg)
+    _validate_planner(cfg.planner)
+    _check_group(VALUES.get(cfg.value.kind).config, cfg.value, "value")
 
 
 def flatten(cfg: DictConfig) -> dict:

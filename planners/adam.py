@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.models.tanh_gaussian import LOG_STD_MAX, LOG_STD_MIN
 from mbiapo.planners.base import Callback, Clock, Objective, Plan, PlannerConfig, initial_params
 
@@ -14,11 +15,7 @@ class AdamConfig(PlannerConfig):
     """Paper B.4: lr 0.01, 100 steps (10 samples per gradient: ``samples``)."""
 
     iters: int = 100
-    lr: float = 0.01
-
-    @staticmethod
-    def check(cfg) -> str | None:
-        return None if cfg.lr > 0 else f"planner.lr must be > 0, got {cfg.lr}"
+    lr: float = setting(0.01, gt=0)
 
 
 class AdamPlanner:

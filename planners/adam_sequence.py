@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.errors import MbiapoError
 from mbiapo.planners.sequence import SequenceConfig, SequencePlanner
 
@@ -19,14 +20,7 @@ class AdamSequenceConfig(SequenceConfig):
     population: int = 16  # candidate sequences ascended side by side, the prior's included
     prior_samples: int = 4
     init_std: float = 0.5  # spread of the candidates around the start plan (pre-tanh)
-    lr: float = 0.1
-
-    @staticmethod
-    def check(cfg) -> str | None:
-        problem = SequenceConfig.check(cfg)
-        if problem:
-            return problem
-        return None if cfg.lr > 0 else f"planner.lr must be > 0, got {cfg.lr}"
+    lr: float = setting(0.1, gt=0)
 
 
 class AdamSequencePlanner(SequencePlanner):

@@ -26,6 +26,9 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor
 
+from mbiapo.bounds import setting
+from mbiapo.models.mlp import ACTIVATIONS
+
 
 class Objective(Protocol):
     """J(s, lambda) for a fixed batch of B states.
@@ -97,13 +100,14 @@ class PlannerConfig:
     samples estimate J when acting and in updates)."""
 
     name: str = MISSING  # a registered planner (default: configs/default.yaml)
-    iters: int = 5  # iterations per action
-    samples: int = 10  # action samples per J estimate when acting
-    train_samples: int = 1  # action samples per J estimate in updates
+    iters: int = setting(5, ge=1)  # iterations per action
+    samples: int = setting(10, ge=1)  # action samples per J estimate when acting
+    train_samples: int = setting(1, ge=1)  # action samples per J estimate in updates
 
     @staticmethod
     def check(cfg) -> str | None:
-        """What is wrong with these settings beyond their types (one line), or None."""
+        """What is wrong with these settings beyond their types and each field's declared
+        values (``mbiapo.bounds.setting``), as one line; or None."""
         return None
 
 
@@ -127,9 +131,9 @@ class NetworkPlannerConfig(PlannerConfig):
     """Trained planners: their network (direct: the policy MLP; iterative: the amortizer's
     trunk)."""
 
-    hidden: int = 256
-    layers: int = 2
-    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    hidden: int = setting(256, ge=1)
+    layers: int = setting(2, ge=1)
+    activation: str = setting("relu", choices=ACTIVATIONS)
     layer_norm: bool = False
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.models.tanh_gaussian import LOG_STD_MIN
 from mbiapo.planners.base import PlannerConfig
 from mbiapo.planners.sampling import SamplingPlanner
@@ -14,16 +15,17 @@ class CEMConfig(PlannerConfig):
     """Paper B.4: 100 samples, 10 elites, 100 iterations."""
 
     iters: int = 100
-    population: int = 100  # action samples scored per iteration
-    elites: int = 10  # the best ones, refitted
-    smoothing: float = 0.0  # new = s * old + (1 - s) * refit (the paper's step 0.01: 0.99)
+    population: int = setting(100, ge=1)  # action samples scored per iteration
+    elites: int = setting(10, ge=1)  # the best ones, refitted
+    # new = s * old + (1 - s) * refit (the paper's step 0.01: 0.99)
+    smoothing: float = setting(0.0, ge=0, lt=1)
 
     @staticmethod
     def check(cfg) -> str | None:
-        if not 0 < cfg.elites <= cfg.population:
+        if cfg.elites > cfg.population:
             return (f"planner.elites must lie in [1, planner.population], got {cfg.elites} "
                     f"and {cfg.population}")
-        return None if 0 <= cfg.smoothing < 1 else "planner.smoothing must lie in [0, 1)"
+        return None
 
 
 class CEMPlanner(SamplingPlanner):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.planners.sequence import SamplingSequencePlanner, SequenceConfig, top
 
 
@@ -15,28 +16,22 @@ class CEMSequenceConfig(SequenceConfig):
     """Plain CEM with the defaults; iCEM's paper settings: noise_beta 2-2.5, keep_elites
     0.3, population_decay 1.25, momentum 0.1."""
 
-    elites: int = 64  # the best sequences, refitted
-    noise_beta: float = 0.0  # colored noise exponent along time (0: white; iCEM: 2-2.5)
-    keep_elites: float = 0.0  # share of the elites scored again in the next iteration
-    population_decay: float = 1.0  # iteration k samples population / decay^k (at least 2 elites)
-    momentum: float = 0.0  # new = m old + (1 - m) refit
+    elites: int = setting(64, ge=1)  # the best sequences, refitted
+    # colored noise exponent along time (0: white; iCEM: 2-2.5)
+    noise_beta: float = setting(0.0, ge=0)
+    # share of the elites scored again in the next iteration
+    keep_elites: float = setting(0.0, ge=0, le=1)
+    population_decay: float = setting(1.0, ge=1)  # iteration k: population / decay^k (>= 2 elites)
+    momentum: float = setting(0.0, ge=0, lt=1)  # new = m old + (1 - m) refit
 
     @staticmethod
     def check(cfg) -> str | None:
         problem = SequenceConfig.check(cfg)
         if problem:
             return problem
-        if not 0 < cfg.elites <= cfg.population - cfg.prior_samples:
+        if cfg.elites > cfg.population - cfg.prior_samples:
             return (f"planner.elites must lie in [1, planner.population - "
                     f"planner.prior_samples], got {cfg.elites}")
-        if not cfg.noise_beta >= 0:
-            return f"planner.noise_beta must be >= 0, got {cfg.noise_beta}"
-        if not 0 <= cfg.keep_elites <= 1:
-            return f"planner.keep_elites must lie in [0, 1], got {cfg.keep_elites}"
-        if not cfg.population_decay >= 1:
-            return f"planner.population_decay must be >= 1, got {cfg.population_decay}"
-        if not 0 <= cfg.momentum < 1:
-            return f"planner.momentum must lie in [0, 1), got {cfg.momentum}"
         return None
 
 

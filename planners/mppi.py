@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.models.tanh_gaussian import LOG_STD_MIN
 from mbiapo.planners.base import PlannerConfig
 from mbiapo.planners.sampling import SamplingPlanner
@@ -14,17 +15,9 @@ from mbiapo.planners.sampling import SamplingPlanner
 @dataclass
 class MPPIConfig(PlannerConfig):
     iters: int = 100
-    population: int = 100  # action samples scored per iteration
-    temperature: float = 1.0  # weights exp(score / temperature): lower is greedier
-    smoothing: float = 0.0  # new = s * old + (1 - s) * refit
-
-    @staticmethod
-    def check(cfg) -> str | None:
-        if cfg.population < 2:
-            return f"planner.population must be >= 2, got {cfg.population}"
-        if cfg.temperature <= 0:
-            return f"planner.temperature must be > 0, got {cfg.temperature}"
-        return None if 0 <= cfg.smoothing < 1 else "planner.smoothing must lie in [0, 1)"
+    population: int = setting(100, ge=2)  # action samples scored per iteration
+    temperature: float = setting(1.0, gt=0)  # weights exp(score / temperature): lower is greedier
+    smoothing: float = setting(0.0, ge=0, lt=1)  # new = s * old + (1 - s) * refit
 
 
 class MPPIPlanner(SamplingPlanner):

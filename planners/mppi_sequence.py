@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.planners.sequence import SamplingSequencePlanner, SequenceConfig, top
 
 
@@ -13,19 +14,18 @@ from mbiapo.planners.sequence import SamplingSequencePlanner, SequenceConfig, to
 class MPPISequenceConfig(SequenceConfig):
     """TD-MPC2: 64 elites of 512, temperature 0.5."""
 
-    elites: int = 64  # the best sequences, refitted
-    temperature: float = 0.5  # weights exp((score - best) / temperature): lower is greedier
+    elites: int = setting(64, ge=1)  # the best sequences, refitted
+    # weights exp((score - best) / temperature): lower is greedier
+    temperature: float = setting(0.5, gt=0)
 
     @staticmethod
     def check(cfg) -> str | None:
         problem = SequenceConfig.check(cfg)
         if problem:
             return problem
-        if not 0 < cfg.elites <= cfg.population:
+        if cfg.elites > cfg.population:
             return (f"planner.elites must lie in [1, planner.population], got {cfg.elites} "
                     f"and {cfg.population}")
-        if not cfg.temperature > 0:  # also NaN
-            return f"planner.temperature must be > 0, got {cfg.temperature}"
         return None
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
 from mbiapo.errors import MbiapoError
 from mbiapo.planners.base import Callback, Clock, Objective, Plan, PlannerConfig
 
@@ -27,21 +28,20 @@ class SequenceConfig(PlannerConfig):
     samples, 24 from the policy prior, std in [0.05, 2])."""
 
     iters: int = 6
-    horizon: int = 5  # H: actions per sequence
-    population: int = 512  # sequences scored per iteration, prior ones included
-    prior_samples: int = 24  # trajectories of the agent's trained planner among them
-    init_std: float = 2.0  # pre-tanh std of a new search (and of each step's last action)
-    min_std: float = 0.05  # floor of the refitted std
+    horizon: int = setting(5, ge=1)  # H: actions per sequence
+    population: int = setting(512, ge=1)  # sequences scored per iteration, prior ones included
+    prior_samples: int = setting(24, ge=0)  # trajectories of the agent's trained planner among them
+    # pre-tanh std of a new search (and of each step's last action)
+    init_std: float = setting(2.0, gt=0)
+    min_std: float = setting(0.05, gt=0)  # floor of the refitted std
     terminal_value: bool = True  # add gamma^H c_H V(s_H) to every score
 
     @staticmethod
     def check(cfg) -> str | None:
-        if cfg.horizon < 1 or cfg.iters < 1:
-            return f"planner.horizon and planner.iters must be >= 1, got {cfg.horizon}, {cfg.iters}"
-        if not 0 <= cfg.prior_samples < cfg.population:
+        if cfg.prior_samples >= cfg.population:
             return (f"planner.prior_samples must lie in [0, planner.population), got "
                     f"{cfg.prior_samples} and {cfg.population}")
-        if not 0 < cfg.min_std <= cfg.init_std:
+        if cfg.min_std > cfg.init_std:
             return (f"planner.min_std and planner.init_std need 0 < min_std <= init_std, got "
                     f"{cfg.min_std} and {cfg.init_std}")
         return None

@@ -304,7 +304,7 @@ def test_the_penalty_applies_to_planning_and_to_critic_targets(tiny_cfg):
     ({"value.model_members": 3, "value.model_elites": 4}, "value.model_elites must lie in"),
     ({"value.model_members": 0}, "value.model_members must be >= 1"),
     ({"value.uncertainty": "max_sigma"}, "needs value.model_probabilistic=true"),
-    ({"value.uncertainty": "variance"}, "value.uncertainty='variance' is not valid"),
+    ({"value.uncertainty": "variance"}, "value.uncertainty must be one of: max_sigma, "),
     ({"value.uncertainty_penalty": 1.0}, "needs at least 2 elites"),
     ({"value.uncertainty_penalty": -1.0, "value.model_members": 2}, "must be >= 0"),
 ])

@@ -14,7 +14,8 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from mbiapo.models.mlp import check_shape
+from mbiapo.bounds import setting
+from mbiapo.models.mlp import ACTIVATIONS
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic
 from mbiapo.models.tanh_gaussian import TanhGaussian
 
@@ -32,29 +33,18 @@ class ValueConfig:
 
     kind: str = MISSING  # a registered value estimator (default: configs/default.yaml)
     q_network: str = "mlp"  # a registered Q network builder (mbiapo.value.Q_NETWORKS)
-    members: int = 2  # Q ensemble size
-    hidden: int = 256  # Q networks
-    layers: int = 2
-    activation: str = "relu"  # one of models.mlp.ACTIVATIONS
+    members: int = setting(2, ge=1)  # Q ensemble size
+    hidden: int = setting(256, ge=1)  # Q networks
+    layers: int = setting(2, ge=1)
+    activation: str = setting("relu", choices=ACTIVATIONS)
     layer_norm: bool = False
-    beta_train: float = 1.0  # pessimism for planner training and targets
-    beta_collect: float = 1.0  # pessimism while acting
-
-    NETWORKS = ("",)
-    """The key prefixes of the group's networks (their hidden, layers, activation and
-    layer_norm keys); each is checked by ``check``."""
+    beta_train: float = setting(1.0, ge=0)  # pessimism for planner training and targets
+    beta_collect: float = setting(1.0, ge=0)  # pessimism while acting
 
     @classmethod
     def check(cls, cfg) -> str | None:
-        """What is wrong with these settings beyond their types (one line), or None."""
-        if cfg.members < 1:
-            return f"value.members must be >= 1, got {cfg.members}"
-        for prefix in cls.NETWORKS:
-            try:
-                check_shape(cfg[f"{prefix}hidden"], cfg[f"{prefix}layers"],
-                            cfg[f"{prefix}activation"], f"value.{prefix}")
-            except ValueError as e:
-                return str(e)
+        """What is wrong with these settings beyond their types and each field's declared
+        values (``mbiapo.bounds.setting``), as one line; or None."""
         return None
 
     @classmethod

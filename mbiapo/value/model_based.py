@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbiapo.bounds import setting
+from mbiapo.models.mlp import ACTIVATIONS
 from mbiapo.models.policy_nets import DirectPolicyNet
 from mbiapo.models.q_ensemble import QEnsemble, pessimistic
 from mbiapo.models.tanh_gaussian import TanhGaussian, kl_divergence
@@ -33,46 +35,33 @@ UNCERTAINTY_ROWS = 32  # the training batch's rows whose uncertainty is logged (
 class ModelBasedConfig(ValueConfig):
     """The ``value`` group of ``value.kind=model-based`` (paper A.5, Tables 8-9)."""
 
-    horizon: int = 2  # model rollout steps h combined by Retrace
-    retrace_lambda: float = 0.9
-    model_hidden: int = 256  # world model (dynamics, reward and termination networks)
-    model_layers: int = 2
-    model_activation: str = "leaky_relu"
+    horizon: int = setting(2, ge=0)  # model rollout steps h combined by Retrace
+    retrace_lambda: float = setting(0.9, ge=0, le=1)
+    model_hidden: int = setting(256, ge=1)  # world model (dynamics, reward, termination nets)
+    model_layers: int = setting(2, ge=1)
+    model_activation: str = setting("leaky_relu", choices=ACTIVATIONS)
     model_layer_norm: bool = True
-    model_members: int = 1  # world-model ensemble size E (1: one model)
-    model_elites: int | None = None  # members used in rollouts, lowest held-out error (None: all)
+    model_members: int = setting(1, ge=1)  # world-model ensemble size E (1: one model)
+    # members used in rollouts, lowest held-out error (None: all)
+    model_elites: int | None = setting(None, ge=1)
     model_probabilistic: bool = False  # state-dependent variances (soft-bounded, NLL-trained)
-    uncertainty: str = "disagreement"  # max_sigma (MOPO) or disagreement (MOReL)
-    uncertainty_penalty: float = 0.0  # lambda_u: model rewards r - lambda_u * uncertainty
-    rollout_hidden: int = 256  # rollout policy (direct, distilled from the planner)
-    rollout_layers: int = 2
-    rollout_activation: str = "relu"
+    # max_sigma (MOPO) or disagreement (MOReL)
+    uncertainty: str = setting("disagreement", choices=UNCERTAINTIES)
+    # lambda_u: model rewards r - lambda_u * uncertainty
+    uncertainty_penalty: float = setting(0.0, ge=0)
+    rollout_hidden: int = setting(256, ge=1)  # rollout policy (direct, distilled from the planner)
+    rollout_layers: int = setting(2, ge=1)
+    rollout_activation: str = setting("relu", choices=ACTIVATIONS)
     rollout_layer_norm: bool = False
-    model_pretrain: int = 1000  # model updates when the random warm-up ends
+    model_pretrain: int = setting(1000, ge=0)  # model updates when the random warm-up ends
     model_targets: bool = True  # critic targets from the model-based estimate
-
-    NETWORKS = ("", "model_", "rollout_")
 
     @classmethod
     def check(cls, cfg) -> str | None:
-        problem = super().check(cfg)
-        if problem:
-            return problem
-        if cfg.horizon < 0 or cfg.model_pretrain < 0:
-            return "value.horizon and value.model_pretrain must be >= 0"
-        if not 0 <= cfg.retrace_lambda <= 1:
-            return f"value.retrace_lambda must lie in [0, 1], got {cfg.retrace_lambda}"
         members, elites = cfg.model_members, cfg.model_elites
-        if members < 1:
-            return f"value.model_members must be >= 1, got {members}"
-        if elites is not None and not 1 <= elites <= members:
+        if elites is not None and elites > members:
             return (f"value.model_elites must lie in [1, value.model_members={members}], "
                     f"got {elites}")
-        if cfg.uncertainty not in UNCERTAINTIES:
-            return (f"value.uncertainty={cfg.uncertainty!r} is not valid; choose one of: "
-                    f"{', '.join(UNCERTAINTIES)}")
-        if cfg.uncertainty_penalty < 0:
-            return f"value.uncertainty_penalty must be >= 0, got {cfg.uncertainty_penalty}"
         if cfg.uncertainty == "max_sigma" and not cfg.model_probabilistic:
             return ("value.uncertainty=max_sigma needs value.model_probabilistic=true (a "
                     "learned constant std says nothing about where the model is unsure)")
