@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from mbiapo.agent import Agent, resolve_device
 from mbiapo.config import from_container, plugins_of
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import temporary, written
 
 FORMAT = "mbiapo-checkpoint"
 FORMAT_VERSION = 4
@@ -41,12 +42,13 @@ def save_checkpoint(path: str | Path, agent: Agent, state: dict) -> None:
         "optimizers": agent.optimizer_state(),
         **state,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())  # the data is on disk before the rename commits it
-    os.replace(tmp, path)
+    tmp = temporary(path)
+    with written(path, tmp):  # a full disk: one line, and no tmp left
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename commits it
+        os.replace(tmp, path)
 
 
 PRETRAINED = "pretrained:"  # names a checkpoint shipped with mbiapo, e.g. pretrained:ip-iterative
@@ -63,12 +65,27 @@ def checkpoint_path(path: str | Path) -> Path:
     text = str(path)
     if text.startswith(PRETRAINED):
         folder = Path(__file__).parent / "pretrained"
-        path = folder / text[len(PRETRAINED):]
-        if not path.is_dir():
+        name = text[len(PRETRAINED):]
+        path = folder / name
+        if not _plain_name(name) or not path.is_dir():  # never a folder outside pretrained/
             names = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir()))
             raise MbiapoError(f"no shipped checkpoint '{text}'; shipped: {names}")
     path = Path(path)
     return path / "checkpoint.pt" if path.is_dir() else path
+
+
+def _plain_name(name: str) -> bool:
+    """A file name that stays in its folder: no path separator, not '', '.' or '..'."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _device(name: str) -> torch.device:
+    """``resolve_device``, and one line for a device type mbiapo does not run on (meta,
+    mps...), rather than a load error blamed on the checkpoint."""
+    device = resolve_device(name)
+    if device.type not in ("cpu", "cuda"):
+        raise MbiapoError(f"device '{name}' is not supported; use cpu, cuda or cuda:N")
+    return device
 
 
 def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
@@ -76,7 +93,7 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     path = checkpoint_path(path)
     if not path.is_file():
         raise MbiapoError(f"checkpoint not found: {path}")
-    device = resolve_device(device)  # a device this machine lacks is one line, not a load error
+    device = _device(device)  # a device this machine lacks is one line, not a load error
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch.load raises many types on foreign or truncated files

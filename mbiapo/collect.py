@@ -8,6 +8,7 @@ import torch
 from mbiapo.agent import Agent
 from mbiapo.datasets import FIELDS, Dataset, fit_to_env, write_d4rl
 from mbiapo.envs import action_bounds, make_env
+from mbiapo.paths import temporary, written
 from mbiapo.planners import Planner
 from mbiapo.progress import EpisodeProgress
 
@@ -61,14 +62,16 @@ def collect_dataset(path: Path, agent: Agent | None, env_id: str, episodes: int,
                     policy: str) -> dict:
     """``mbiapo collect``: play the episodes (as ``collect``) and write them to ``path`` in
     the D4RL layout, with ``policy`` (a description) and the settings in its metadata.
-    Returns what the command prints: file, env, policy, transitions, episodes, mean return."""
+    Returns what the command prints: file, env, policy, transitions, episodes, mean return.
+    A write that fails (a full disk) or is interrupted leaves no temporary file."""
     arrays = collect(agent, env_id, episodes, seed, planner, noise, max_episode_steps)
     low, high = action_bounds(env_id)
-    write_d4rl(path, arrays, {
-        "env_id": env_id, "source": "mbiapo collect", "policy": policy, "seed": seed,
-        "noise": noise, "episodes": episodes, "actions": "env units",
-        "obs_dim": arrays["observations"].shape[1], "act_dim": arrays["actions"].shape[1],
-        "action_low": low, "action_high": high})
+    with written(path, temporary(path)):  # write_d4rl's temporary file
+        write_d4rl(path, arrays, {
+            "env_id": env_id, "source": "mbiapo collect", "policy": policy, "seed": seed,
+            "noise": noise, "episodes": episodes, "actions": "env units",
+            "obs_dim": arrays["observations"].shape[1], "act_dim": arrays["actions"].shape[1],
+            "action_low": low, "action_high": high})
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
     returns = [r.sum() for r in np.split(arrays["rewards"], ends[:-1] + 1)]
     return {"out": str(path), "env": env_id, "policy": policy,

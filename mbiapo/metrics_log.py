@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import temporary, written
 
 TENSORBOARD_DIR = "tb"
 
@@ -41,14 +42,17 @@ class MetricsLog:
                                                 purge_step=step + 1 if step else None)
 
     def write(self, row: dict) -> None:
-        if self.header is None:
-            self.header = list(row)
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.header)
-        elif row.keys() - set(self.header):
-            self._widen([key for key in row if key not in self.header])
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.header).writerow(row)
+        """Append ``row``; a failed write (a full disk) is one MbiapoError line (a row cut
+        short is dropped when the run resumes: run_folder.recover)."""
+        with written(self.path):
+            if self.header is None:
+                with open(self.path, "w", newline="") as f:
+                    csv.writer(f).writerow(list(row))
+                self.header = list(row)
+            elif row.keys() - set(self.header):
+                self._widen([key for key in row if key not in self.header])
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, self.header).writerow(row)
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, int | float):
@@ -59,13 +63,15 @@ class MetricsLog:
         """Rewrite the file with ``keys`` added as columns (atomically)."""
         with open(self.path, newline="") as f:
             rows = list(csv.DictReader(f))
-        self.header = [*self.header, *keys]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.header)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        header = [*self.header, *keys]
+        tmp = temporary(self.path)
+        with written(self.path, tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, header)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, self.path)
+        self.header = header
 
     def close(self) -> None:
         if self.tensorboard is not None:

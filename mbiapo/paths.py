@@ -1,7 +1,11 @@
 """Checks on the paths a command will write, run before any work starts: each problem is
-one ``MbiapoError`` line naming the flag, and nothing is created by the checks."""
+one ``MbiapoError`` line naming the flag, and nothing is created by the checks; and
+``written``, around the writing itself, for writes that fail (a full disk) or are
+interrupted."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
@@ -53,3 +57,32 @@ def user_cache() -> Path:
     ``$XDG_CACHE_HOME/mbiapo`` (default ``~/.cache/mbiapo``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "mbiapo"
+
+
+def temporary(path: Path) -> Path:
+    """The file beside ``path`` that an atomic write of it goes through (then os.replace)."""
+    return path.with_name(path.name + ".tmp")
+
+
+def _write_error(path: Path, e: OSError) -> str:
+    """One line for a failed write: "no space left on device writing PATH"."""
+    if e.errno:
+        reason = os.strerror(e.errno)
+        return f"{reason[:1].lower()}{reason[1:]} writing {path}"
+    return f"cannot write {path} ({(str(e) or type(e).__name__).splitlines()[0]})"
+
+
+@contextlib.contextmanager
+def written(path: Path, *partial: Path) -> Iterator[None]:
+    """Around the writing of ``path``: if it fails or Ctrl-C cuts it short, the ``partial``
+    files it leaves (its temporary file...) are removed, so a full disk is not kept full
+    and nothing half-written stays behind; an OSError becomes one ``_write_error`` line."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as e:  # failures and Ctrl-C; a kill cleans nothing
+        for name in partial:
+            with contextlib.suppress(OSError):
+                name.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise MbiapoError(_write_error(path, e)) from None
+        raise

@@ -13,6 +13,7 @@ import torch
 
 from mbiapo.datasets import FIELDS, Dataset, write_d4rl
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import temporary, written
 
 FORMAT_VERSION = 1
 HOLDOUT_EVERY = 10  # every 10th slot is held out from model training (model_weight 0)
@@ -90,10 +91,13 @@ class ReplayBuffer:
 
     def save(self, path: str | Path, metadata: dict[str, str | int | float]) -> None:
         """Atomic write of the D4RL layout plus ``metadata/*`` (env id, format version, and
-        actions "normalized": the agent's [-1, 1] units)."""
-        write_d4rl(path, {name: self.chronological(name) for name in FIELDS},
-                   {"format_version": FORMAT_VERSION, "capacity": self.capacity,
-                    "ring_position": self.ptr, "actions": "normalized", **metadata})
+        actions "normalized": the agent's [-1, 1] units). A failed write (a full disk) is one
+        MbiapoError line and leaves no temporary file."""
+        path = Path(path)
+        with written(path, temporary(path)):  # write_d4rl's temporary file
+            write_d4rl(path, {name: self.chronological(name) for name in FIELDS},
+                       {"format_version": FORMAT_VERSION, "capacity": self.capacity,
+                        "ring_position": self.ptr, "actions": "normalized", **metadata})
 
     @classmethod
     def load(cls, path: str | Path, capacity: int | None = None) -> "ReplayBuffer":

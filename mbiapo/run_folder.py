@@ -15,13 +15,22 @@ A run folder holds::
 pair or the new checkpoint with its replay still in ``replay.next.h5``; ``recover`` moves it
 into place (or deletes an uncommitted one). Metrics rows are written before the save of the
 step they describe, so ``recover`` also drops the rows past the checkpoint's step: the
-resumed run writes them again, exactly once.
+resumed run writes them again, exactly once. Ctrl-C during a save waits for it to end, and a
+save that fails (a full disk) removes what it wrote, so the previous pair stays.
+
+``.lock`` holds the pid of the process training in the folder; every check of a folder
+looks at it first (``check_not_in_use``).
 """
 
+import contextlib
 import csv
 import fcntl
 import io
 import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -31,18 +40,45 @@ from omegaconf import DictConfig, OmegaConf
 from mbiapo.checkpoint import save_checkpoint
 from mbiapo.config import differences, from_container, load_yaml
 from mbiapo.errors import MbiapoError
-from mbiapo.paths import check_writable_folder
+from mbiapo.metrics_log import TENSORBOARD_DIR
+from mbiapo.paths import check_writable_folder, temporary, written
 
 CONFIG, METRICS, CHECKPOINT, REPLAY = "config.yaml", "metrics.csv", "checkpoint.pt", "replay.h5"
 NEXT_REPLAY = "replay.next.h5"
 LOCK = ".lock"  # held by the process training in the folder
+SWEEP_LOG = "train.log"  # a sweep's log of the run (sweep.py), written before it starts
 # what a run (or a save it did not finish) leaves in its folder
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, REPLAY, CHECKPOINT + ".tmp", REPLAY + ".tmp",
-             NEXT_REPLAY, NEXT_REPLAY + ".tmp", METRICS + ".tmp")
+             NEXT_REPLAY, NEXT_REPLAY + ".tmp", METRICS + ".tmp", CONFIG + ".tmp")
+
+
+def check_not_in_use(out: Path) -> None:
+    """One line naming the process that trains in ``out``, if one does. Checked before
+    anything else about a folder: a live run that has not saved yet looks like one cut
+    short, and the advice for those (delete its files) would destroy it."""
+    try:
+        f = open(out / LOCK)
+    except OSError:  # no lock file, or no folder: nobody trains there
+        return
+    with f:  # closing it lets go of the probe's shared lock
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise _in_use(out, f.read()) from None
+
+
+def _in_use(out: Path, holder: str) -> MbiapoError:
+    """The error for a folder whose lock is held; ``holder``: the lock file's text, the
+    holder's pid (empty for a moment while it writes it)."""
+    pid = holder.strip()
+    who = f"a running mbiapo (pid {pid})" if pid.isdigit() else "another running mbiapo"
+    return MbiapoError(f"{out} is in use by {who}; wait for it to finish or stop it first")
 
 
 def check_new_run(out: Path) -> None:
-    """``out`` can take a new run: writable and holding no run's files."""
+    """``out`` can take a new run: writable, no process training there, and empty but for
+    what earlier mbiapo runs leave (``_foreign``)."""
+    check_not_in_use(out)
     check_writable_folder(out)
     if (out / CHECKPOINT).exists():
         raise MbiapoError(f"{out} already holds a run; continue it with "
@@ -51,10 +87,27 @@ def check_new_run(out: Path) -> None:
     if left:
         raise MbiapoError(f"{out} holds part of a run that never saved a checkpoint "
                           f"({', '.join(left)}); delete those files or pick another --out")
+    foreign = _foreign(out)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise MbiapoError(f"--out {out} is not empty ({', '.join(foreign[:3])}{more}); pick "
+                          f"a new or empty folder")
+
+
+def _foreign(out: Path) -> list[str]:
+    """The entries of ``out`` that no earlier mbiapo run leaves where a new one may start
+    (its lock, TensorBoard events, a sweep's log of it, a partial run ``set_aside_partial``
+    kept), sorted."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name not in (LOCK, TENSORBOARD_DIR, SWEEP_LOG)
+                  and not re.fullmatch(r"unfinished-\d+", p.name))
 
 
 def check_resumable(out: Path) -> None:
-    """``out`` holds a run with a checkpoint, in a folder this process may write in."""
+    """``out`` holds a run with a checkpoint, in a folder this process may write in, and no
+    process trains there."""
+    check_not_in_use(out)
     if not (out / CHECKPOINT).is_file():
         if out.is_dir() and any((out / name).exists() for name in RUN_FILES):
             raise MbiapoError(f"{out} holds part of a run that never saved a checkpoint, so "
@@ -80,19 +133,27 @@ def resume_target(out: Path, step: int, steps: int | None, configured: int) -> i
 
 def lock(out: Path) -> IO:
     """Hold ``out/.lock`` for as long as the returned file stays open, so that a second
-    process cannot train in the same folder (the OS releases it when the process dies)."""
-    f = open(out / LOCK, "a")
+    process cannot train in the same folder (the OS releases it when the process dies). The
+    file holds the holder's pid, for ``check_not_in_use``."""
+    f = open(out / LOCK, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        f.seek(0)
+        holder = f.read()
         f.close()
-        raise MbiapoError(f"{out} is in use: another mbiapo process is training there") from None
+        raise _in_use(out, holder) from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
     return f
 
 
 def set_aside_partial(out: Path) -> Path | None:
     """Move the files of a run that never saved a checkpoint into ``out/unfinished-<n>/``
-    (kept, not mixed with a new run's); returns that folder, or None if there were none."""
+    (kept, not mixed with a new run's); returns that folder, or None if there were none.
+    A live run's files are never moved (``check_not_in_use``)."""
+    check_not_in_use(out)
     left = [name for name in RUN_FILES if (out / name).exists()]
     if not left or (out / CHECKPOINT).exists():
         return None
@@ -117,13 +178,43 @@ def start(out: Path, cfg: DictConfig) -> IO:
 
 def save(out: Path, agent, state: dict, buffer=None, replay_metadata: dict | None = None) -> None:
     """Commit the checkpoint (``state``: counters and RNG states, with ``step``) and, for online
-    runs, the replay ``buffer`` at the same step (see the module docstring)."""
-    if buffer is not None:
-        buffer.save(out / NEXT_REPLAY, {**(replay_metadata or {}), "step": state["step"]})
-        _fsync(out / NEXT_REPLAY)
-    save_checkpoint(out / CHECKPOINT, agent, state)
-    if buffer is not None:
-        os.replace(out / NEXT_REPLAY, out / REPLAY)
+    runs, the replay ``buffer`` at the same step (see the module docstring). Ctrl-C waits for
+    the save to end; a failed one (a full disk) is one MbiapoError line, leaves none of its
+    files and keeps the previous pair."""
+    pending = out / NEXT_REPLAY
+    with _interrupts_deferred():
+        if buffer is not None:
+            with written(pending, pending):
+                buffer.save(pending, {**(replay_metadata or {}), "step": state["step"]})
+                _fsync(pending)
+        with written(out / CHECKPOINT, pending):  # its replay, if it does not commit
+            save_checkpoint(out / CHECKPOINT, agent, state)
+        if buffer is not None:
+            with written(out / REPLAY):  # committed: its replay stays for ``recover``
+                os.replace(pending, out / REPLAY)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Run the block whole: Ctrl-C (and any signal whose handler raises, as ``mbiapo train``'s
+    SIGTERM) is held until it ends, then raised, so that a second Ctrl-C cannot cut the save
+    that a first one started. Outside the main thread, which alone sets handlers, the
+    block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held, previous = [], {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if callable(signal.getsignal(sig)):
+            previous[sig] = signal.signal(sig, lambda *received: held.append(received))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        signum, frame = held[0]
+        previous[signum](signum, frame)
 
 
 def _replay_step(path: Path) -> int | None:
@@ -218,9 +309,10 @@ def _read_config(path: Path) -> DictConfig:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = temporary(path)
+    with written(path, tmp):
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:

@@ -1,5 +1,6 @@
 """``mbiapo`` command line. Results go to stdout (one JSON object with --json); progress and
-logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2.
+logs go to stderr. Bad input is one ``mbiapo: error: ...`` line and exit code 2; Ctrl-C is
+one ``mbiapo: interrupted`` line and exit code 130 (``train`` saves first).
 
 Each module of this package adds the parsers of a group of commands (``add_parsers``) and
 maps each command to its handler (``HANDLERS``); a handler checks its flags and calls the
@@ -30,6 +31,8 @@ class _Parser(argparse.ArgumentParser):
     """Every (sub)command takes --plugin (loaded before parsing: ``_plugin_specs``) and
     --threads (the thread policy, applied before the command runs)."""
 
+    _intermixing = False  # inside parse_known_intermixed_args
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -41,6 +44,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # one line instead of usage + message
         raise MbiapoError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """A command's positionals (``key=value`` overrides) may sit between its flags
+        (argparse's intermixed parsing). A parser of subcommands parses as usual: intermixed
+        parsing rejects them, and each subcommand's own parser intermixes."""
+        if self._intermixing or self._has_subcommands():
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back here
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def _has_subcommands(self) -> bool:
+        """Whether a positional takes a subcommand (or the rest of the line)."""
+        return any(a.nargs in (argparse.PARSER, argparse.REMAINDER)
+                   for a in self._get_positional_actions())
 
 
 def _plugin_specs(argv: list[str]) -> list[str]:
@@ -76,6 +96,16 @@ def _print_human(result: dict) -> None:
         print(f"{key:>22}: {value}")
 
 
+def _close_progress_bars() -> None:
+    """Clear the progress bars a command cut short (Ctrl-C, an error midway) left open, so
+    that the line saying why is the last line on stderr."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.leave = False
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
@@ -86,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         threads.apply(getattr(args, "threads", threads.AUTO))
         result = handlers[args.command](args)
     except MbiapoError as e:
+        _close_progress_bars()  # a run that fails midway (a full disk) ends on its error
         print(f"mbiapo: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's code for SIGINT
+        _close_progress_bars()
+        print("mbiapo: interrupted", file=sys.stderr)
+        return 130
     exit_code = result.pop("exit_code", 0)  # a sweep with failed runs still reports them
     result.setdefault("threads", threads.current().threads)
     if getattr(args, "json", False):

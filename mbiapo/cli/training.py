@@ -35,7 +35,6 @@ def add_parsers(sub) -> None:
                    help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
 
 
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -71,13 +70,15 @@ def cmd_train(args) -> dict:
         if args.out is None:
             raise MbiapoError("mbiapo train needs --out DIR (or --resume DIR)")
         trainer = start_run(_run_config(args, args.env), args.out)
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop saves like Ctrl-C
     try:
         last = trainer.run(getattr(args, "threads", None))
     except KeyboardInterrupt:
         print(f"interrupted at step {trainer.step}; checkpoint saved; continue with "
               f"'mbiapo train --resume {trainer.out}'", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:  # the caller's handler again (a test run under timeout, a notebook)
+        signal.signal(signal.SIGTERM, previous)
     return {"out": str(trainer.out), **{k: v for k, v in last.items() if v != ""}}
 
 
