@@ -1,6 +1,8 @@
-"""The Python API in one place: compose a config, train or resume a run, load a checkpoint,
-evaluate with any registered planner. ``docs/python-api.md`` walks through it (and a test
-runs that page). Extension points: ``mbiapo.planners.register``, ``mbiapo.value.register``."""
+"""The Python API in one place: compose a config, train or resume a run, read its metrics,
+load a checkpoint, evaluate with any registered planner, load plugins, seed everything.
+``docs/python-api.md`` walks through it (and a test runs that page). Extension points:
+``mbiapo.planners.register``, ``mbiapo.value.register``, and plugins
+(``load_plugin``)."""
 
 from pathlib import Path
 
@@ -8,9 +10,14 @@ from mbiapo.agent import Agent
 from mbiapo.checkpoint import load_agent
 from mbiapo.config import compose
 from mbiapo.evaluate import run_episodes
+from mbiapo.registry import load_plugin, load_plugins
+from mbiapo.report import read_rows
+from mbiapo.seeding import seed_everything
 from mbiapo.train import resume_run, start_run
 
-__all__ = ["Agent", "compose", "evaluate", "load", "resume", "train"]
+__all__ = ["Agent", "compose", "evaluate", "load", "load_plugin", "metrics", "resume",
+           "seed_everything", "train"]
+_entry_points_loaded = False
 
 
 def train(cfg, out: str | Path) -> dict:
@@ -25,8 +32,20 @@ def resume(out: str | Path, steps: int | None = None) -> dict:
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Agent:
-    """The agent of a checkpoint file or run folder."""
+    """The agent of a checkpoint file or run folder. Installed plugins (the
+    ``mbiapo.plugins`` entry points) are loaded first, as the commands do; a plugin given by
+    module or file takes ``load_plugin`` before this call."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        load_plugins()
+        _entry_points_loaded = True
     return load_agent(checkpoint, device)[0]
+
+
+def metrics(out: str | Path) -> list[dict]:
+    """Every row of the run's metrics.csv, oldest first, numbers as numbers (an empty cell
+    is None)."""
+    return read_rows(Path(out))
 
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 0, planner: str | None = None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import gymnasium
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -20,6 +21,7 @@ from mbiapo import threads
 from mbiapo.bounds import check_fields, setting
 from mbiapo.errors import MbiapoError
 from mbiapo.planners import PLANNERS, AdamConfig, CEMConfig, PlannerConfig
+from mbiapo.registry import ENV_PLUGINS
 from mbiapo.value import Q_NETWORKS, VALUES, ModelBasedConfig, ValueConfig
 
 
@@ -178,7 +180,9 @@ def value_group(kind: str, base: DictConfig) -> DictConfig:
         cfg = _merge(cfg, load_yaml(path).get("value", {}), f"configs/value/{kind}.yaml")
     shared = {k: v for k, v in OmegaConf.to_container(base).items()
               if k in cfg and k != "kind"}
-    return _merge(cfg, shared, "value settings")
+    cfg = _merge(cfg, {**shared, "kind": kind}, "value settings")
+    _check_group(VALUES.get(kind).config, cfg, "value")
+    return cfg
 
 
 def overrides_for(name: str, overrides: list[str]) -> list[str]:
@@ -288,16 +292,18 @@ def from_container(data: dict, needed_by: str = "") -> DictConfig:
     cfg = OmegaConf.structured(Config)
     defaults = load_yaml(_config_file("default.yaml"))
     plugins = data.pop("plugins", None) or {}
+    env_id = data.get("env", {}).get("id")
+    if "env.id" in plugins and env_id not in gymnasium.registry:
+        raise MbiapoError(f"{needed_by or 'saved config'}: needs the environment '{env_id}', "
+                          f"which is not registered{_plugin_hint(plugins['env.id'])}")
     for (group, key), registry in SELECTED.items():
         name = data.get(group, {}).get(key, defaults.get(group, {}).get(key))
         if name is None:  # not in the file: the schema's default
             continue
         if name not in registry:
-            plugin = plugins.get(f"{group}.{key}")
-            hint = f" (registered by the plugin '{plugin}': pass --plugin {plugin})" \
-                if plugin else ""
             raise MbiapoError(f"{needed_by or 'saved config'}: needs the {registry.kind} "
-                              f"'{name}', which is not registered{hint}")
+                              f"'{name}', which is not registered"
+                              f"{_plugin_hint(plugins.get(f'{group}.{key}'))}")
         if (group, key) in GROUP_SCHEMAS:
             cfg[group] = OmegaConf.structured(registry.get(name).config)
     cfg = _merge(cfg, OmegaConf.create(data), "saved config")
@@ -307,10 +313,18 @@ def from_container(data: dict, needed_by: str = "") -> DictConfig:
 
 def plugins_of(cfg: DictConfig) -> dict[str, str]:
     """{"planner.name": plugin, ...}: the plugins that registered what a config selects
-    (``SELECTED``; only what is not built in), for checkpoints to record."""
+    (``SELECTED``; only what is not built in) and its environment, for checkpoints to
+    record."""
     found = {}
     for (group, key), registry in SELECTED.items():
         entry = registry.get(cfg[group][key])
         if entry.plugin:
             found[f"{group}.{key}"] = entry.plugin
+    if cfg.env.id in ENV_PLUGINS:
+        found["env.id"] = ENV_PLUGINS[cfg.env.id]
     return found
+
+
+def _plugin_hint(plugin: str | None) -> str:
+    return (f" (registered by the plugin '{plugin}': pass --plugin {plugin}, or in Python "
+            f"call mbiapo.api.load_plugin('{plugin}') first)") if plugin else ""

@@ -33,6 +33,10 @@ def make_env(env_id: str, max_episode_steps: int | None = None, render: bool = F
         raise MbiapoError(f"cannot make environment '{env_id}': {e}") from None
     except ImportError as e:
         raise MbiapoError(f"environment '{env_id}' needs a missing package: {e}") from None
+    except Exception as e:  # a registered constructor's own failure (a plugin's environment)
+        detail = " ".join(str(e).split())[:300]
+        raise MbiapoError(f"cannot make environment '{env_id}': {type(e).__name__}: "
+                          f"{detail}") from None
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(act_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box) \
             or len(obs_space.shape) != 1 or len(act_space.shape) != 1:

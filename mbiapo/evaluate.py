@@ -11,38 +11,56 @@ from mbiapo.agent import Agent
 from mbiapo.envs import make_env
 from mbiapo.planners import Planner
 from mbiapo.progress import EpisodeProgress
+from mbiapo.seeding import seeded
 from mbiapo.video import EpisodeVideo
+
+SIDE_BY_SIDE = 64
+"""The most episodes played (and environments alive) at once."""
 
 
 def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                  planner: Planner | None = None, iters: int | None = None,
                  batched: bool = True, deterministic: bool = True,
                  max_episode_steps: int | None = None, video: Path | None = None) -> dict:
-    """Play ``episodes`` episodes (seeds seed, seed+1, ...).
+    """Play ``episodes`` episodes (seeds seed, seed+1, ...) with every generator seeded from
+    ``seed`` (``seeding.seeded``: the planners' own samples repeat too, and the caller's
+    generators are left as they were).
 
     Each step's plan warm-starts the next step of the same episodes (``Plan.next_init``,
     sequence planners); a new episode starts clean. Where the agent plans through the
     simulator (``mbiapo.true_model``), it is synced to the live episodes before each step.
 
-    ``batched``: all episodes run side by side and each step plans for all live episodes in
-    one call (fast evaluation). Otherwise one episode at a time, planning at batch size 1,
+    ``batched``: up to ``SIDE_BY_SIDE`` episodes run side by side (the environments of one
+    group at a time exist) and each step plans for all their live episodes in one call
+    (fast evaluation). Otherwise one episode at a time, planning at batch size 1,
     which is what ``latency_ms`` (per action) then measures. A progress bar over the steps
     goes to stderr.
     With ``video`` (a folder), episode i is also recorded to ``video/episode-<seed+i>.mp4``
     (or .gif, see ``video.EpisodeVideo``), one episode at a time.
     Returns {"returns": [...], "lengths": [...], "latency_ms": [...]} (+ "videos": [...]).
     """
-    batched = batched and video is None
-    envs = [make_env(env_id, max_episode_steps, video is not None) for _ in range(episodes)]
-    fps = envs[0].metadata.get("render_fps", 30)
+    with seeded(seed):
+        return _play(agent, env_id, episodes, seed, planner, iters, batched and video is None,
+                     deterministic, max_episode_steps, video)
+
+
+def _play(agent: Agent, env_id: str, episodes: int, seed: int, planner: Planner | None,
+          iters: int | None, batched: bool, deterministic: bool,
+          max_episode_steps: int | None, video: Path | None) -> dict:
+    size = SIDE_BY_SIDE if batched else 1
+    groups = (range(start, min(start + size, episodes)) for start in range(0, episodes, size))
     videos: dict[int, EpisodeVideo] = {}
     files = []
-    limit = envs[0].spec.max_episode_steps or 0
-    progress = EpisodeProgress(episodes, limit, f"{env_id} episodes")
-    returns, lengths, latencies = np.zeros(episodes), np.zeros(episodes, int), []
-    groups = [list(range(episodes))] if batched else [[i] for i in range(episodes)]
+    progress = None
+    returns, lengths, latencies = [], [], []
     for group in groups:
+        envs = {i: make_env(env_id, max_episode_steps, video is not None) for i in group}
+        if progress is None:
+            limit = envs[group[0]].spec.max_episode_steps or 0
+            progress = EpisodeProgress(episodes, limit, f"{env_id} episodes")
+            fps = envs[group[0]].metadata.get("render_fps", 30)
         obs = {i: envs[i].reset(seed=seed + i)[0] for i in group}
+        gained, steps = dict.fromkeys(group, 0.0), dict.fromkeys(group, 0)
         if video is not None:
             for i in group:
                 videos[i] = EpisodeVideo(video / f"episode-{seed + i}", fps)
@@ -58,12 +76,12 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
             still = []
             for i, action in zip(live, actions):
                 obs[i], reward, terminated, truncated, _ = envs[i].step(action)
-                returns[i] += reward
-                lengths[i] += 1
+                gained[i] += float(reward)
+                steps[i] += 1
                 if i in videos:
                     videos[i].add(envs[i].render())
                 if terminated or truncated:
-                    progress.episode_done(lengths[i])
+                    progress.episode_done(steps[i])
                     if i in videos:
                         files.append(str(videos.pop(i).close()))
                 else:
@@ -73,10 +91,13 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int,
                 rows = [j for j, i in enumerate(live) if i in still]
                 init = tuple(x[rows] for x in plan.next_init)
             live = still
-    progress.close()
-    for env in envs:
-        env.close()
-    result = {"returns": returns.tolist(), "lengths": lengths.tolist(), "latency_ms": latencies}
+        for env in envs.values():
+            env.close()
+        returns += gained.values()
+        lengths += steps.values()
+    if progress is not None:
+        progress.close()
+    result = {"returns": returns, "lengths": lengths, "latency_ms": latencies}
     return result | ({"videos": files} if video is not None else {})
 
 

@@ -1,8 +1,10 @@
 """Registries: the one source of names for each extension point (planners, value
 estimators), and the loading of plugins that register more.
 
-A plugin is a module (or a ``.py`` file) that calls ``mbiapo.planners.register`` or
-``mbiapo.value.register`` when imported. Load one with ``--plugin MODULE`` on any command,
+A plugin is a module (or a ``.py`` file) that calls ``mbiapo.planners.register``,
+``mbiapo.value.register`` or ``mbiapo.value.register_q_network`` when imported; one that
+registers a gymnasium environment (``gymnasium.register``) is recorded as that
+environment's plugin. Load one with ``--plugin MODULE`` on any command,
 or install a package that declares it in the ``mbiapo.plugins`` entry-point group.
 """
 
@@ -13,10 +15,14 @@ from dataclasses import dataclass, is_dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import gymnasium
+
 from mbiapo.errors import MbiapoError
 
 ENTRY_POINT_GROUP = "mbiapo.plugins"
 _loading: list[str] = []  # the plugin being imported (so its registrations name it)
+ENV_PLUGINS: dict[str, str] = {}
+"""Gymnasium ids a plugin registered (``gymnasium.register`` while it loaded) -> plugin."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,17 @@ class Registry:
 
 
 def load_plugin(spec: str) -> None:
-    """Import a plugin: a module name (``my_pkg.planners``) or a ``.py`` file path."""
+    """Import a plugin: a module name (``my_pkg.planners``) or a ``.py`` file path (recorded
+    by its absolute path, so a checkpoint's hint works from any folder)."""
+    if spec.endswith(".py"):
+        spec = str(Path(spec).resolve())
     _loading.append(spec)
+    envs_before = set(gymnasium.registry)
     try:
         if spec.endswith(".py"):
             path = Path(spec)
             if not path.is_file():
-                raise MbiapoError(f"--plugin {spec}: file not found")
+                raise MbiapoError(f"plugin {spec}: file not found")
             name = f"mbiapo_plugin_{path.stem}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -89,11 +99,16 @@ def load_plugin(spec: str) -> None:
             importlib.import_module(spec)
     except MbiapoError:
         raise
+    except SystemExit as e:  # sys.exit in a plugin would end the command without a word
+        raise MbiapoError(f"plugin '{spec}' called sys.exit({e.code!r}) while loading") \
+            from None
     except Exception as e:  # a plugin's own error: one line, naming it
         detail = " ".join(str(e).split())[:300] or type(e).__name__
         raise MbiapoError(f"cannot load plugin '{spec}': {type(e).__name__}: {detail}") from None
     finally:
         _loading.pop()
+    for env_id in set(gymnasium.registry) - envs_before:
+        ENV_PLUGINS[env_id] = spec
 
 
 def load_plugins(specs: list[str] = ()) -> None:

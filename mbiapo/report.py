@@ -49,6 +49,28 @@ def _number(text: str | None, path: Path, column: str) -> float:
         raise MbiapoError(f"{path}: '{column}' holds {text!r}, not a number") from None
 
 
+def read_rows(out: Path) -> list[dict]:
+    """Every row of ``out/metrics.csv``, oldest first: numbers as int or float, empty cells
+    as None, text as it is; one MbiapoError for a missing or unreadable file."""
+    path = out / "metrics.csv"
+    try:
+        with open(path, newline="") as f:
+            return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise MbiapoError(f"{path}: cannot read the metrics ({e})") from None
+
+
+def _cell(text: str | None):
+    if text in (None, ""):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def read_run(out: Path) -> RunCurve:
     """One run folder's config and evaluation curve; one MbiapoError for an unreadable file."""
     config = flatten(load_yaml(out / "config.yaml"))

@@ -30,10 +30,11 @@ from mbiapo.datasets import dataset_file, read_for
 from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import Episodes, play_and_summarize, summarize
 from mbiapo.models.tanh_gaussian import TanhGaussian
-from mbiapo.paths import can_write, user_cache
+from mbiapo.paths import can_write, temporary, user_cache, written
 from mbiapo.planners import Planner
 from mbiapo.planners.sequence import SequencePlanner
 from mbiapo.replay import ReplayBuffer
+from mbiapo.seeding import seed_everything
 from mbiapo.value import ModelBasedEstimator
 
 
@@ -75,6 +76,21 @@ def _cache_key(checkpoint: Path, data: Path, cfg, fit_steps: int, seed: int) -> 
     return digest.hexdigest()[:12]
 
 
+def with_estimator(agent: Agent, kind: str) -> Agent:
+    """The agent (planner, Q nets, temperature) planning against value estimator ``kind``
+    built afresh. Refused for an estimator with parameters of its own: nothing trained
+    them (the model-based one is fitted instead: ``fitted``)."""
+    cfg = copy.deepcopy(agent.cfg)
+    cfg.value = value_group(kind, agent.cfg.value)
+    other = Agent(cfg, agent.obs_dim, agent.act_dim)
+    if any(True for _ in other.estimator.parameters()):
+        raise MbiapoError(f"value estimator '{kind}' learns parameters of its own, which this "
+                          f"checkpoint ('{agent.cfg.value.kind}') did not train: use a "
+                          f"checkpoint trained with --value {kind}")
+    _copy_parts(other, agent, ("planner", "q", "q_target"))
+    return other
+
+
 def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps: int,
            seed: int = 0) -> tuple[Agent, dict]:
     """The model-free agent (planner, Q nets, temperature) plus a world model and rollout
@@ -109,9 +125,10 @@ def fitted(mf: Agent, checkpoint: str | Path, data: str | Path | None, fit_steps
     info = fit(agent, mf, buffer, fit_steps, seed)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (name + ".tmp")
-        torch.save({"estimator": agent.estimator.state_dict(), "info": info}, tmp)
-        os.replace(tmp, folder / name)
+        tmp = temporary(folder / name)
+        with written(folder / name, tmp):
+            torch.save({"estimator": agent.estimator.state_dict(), "info": info}, tmp)
+            os.replace(tmp, folder / name)
     return agent, {"value_source": f"fitted on {data}", **info}
 
 
@@ -131,10 +148,10 @@ def fit(agent: Agent, mf: Agent, buffer: ReplayBuffer, steps: int, seed: int) ->
     """``steps`` world-model updates on replay batches, each with a distillation step of the
     rollout policy towards the transferred planner (planning on the model-free objective)."""
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     cfg, start = agent.cfg, time.perf_counter()
     for _ in tqdm(range(steps), desc="fitting model and rollout policy", file=sys.stderr,
-                  mininterval=1.0, dynamic_ncols=True):
+                  mininterval=1.0, dynamic_ncols=True, leave=False):
         threads.refresh()
         batch = buffer.sample(cfg.train.batch_size, rng, agent.device)
         with torch.no_grad():

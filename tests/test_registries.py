@@ -228,7 +228,8 @@ def test_a_trainable_plugin_planner_trains_and_needs_its_plugin_to_load(loaded, 
     line = error_line(capsys, "evaluate", "--checkpoint", out, "--episodes", "1")
     assert line == (f"mbiapo: error: {out / 'checkpoint.pt'}: needs the planner 'linear', "
                     f"which is not registered (registered by the plugin '{loaded}': pass "
-                    f"--plugin {loaded})")
+                    f"--plugin {loaded}, or in Python call mbiapo.api.load_plugin('{loaded}') "
+                    f"first)")
 
 
 def test_a_plugin_value_estimator_trains_and_plans(loaded, tmp_path, capsys):
@@ -314,7 +315,7 @@ def test_a_plugin_q_network_trains_and_is_named_by_its_checkpoint(loaded, tmp_pa
     assert code == 0, err
     Q_NETWORKS._entries.pop("quadratic")
     assert f"needs the Q network 'quadratic', which is not registered (registered by the " \
-           f"plugin '{loaded}': pass --plugin {loaded})" in error_line(
+           f"plugin '{loaded}': pass --plugin {loaded}," in error_line(
                capsys, "evaluate", "--checkpoint", out, "--episodes", "1")
 
 

@@ -15,6 +15,7 @@ from mbiapo.analyses.common import Setup, mean_std, write_csv
 from mbiapo.envs import make_env
 from mbiapo.errors import MbiapoError
 from mbiapo.models.tanh_gaussian import TanhGaussian
+from mbiapo.seeding import seed_everything
 
 
 @dataclass
@@ -58,7 +59,7 @@ def monte_carlo(agent: Agent, pairs: Pairs, rollouts: int, horizon: int, seed: i
     """Soft Monte Carlo returns (n, rollouts): every pair restored ``rollouts`` times, all
     run side by side for at most ``horizon`` steps, with the agent's planner sampling actions
     (beta_collect, as when acting) and alpha and gamma from the agent."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     n = len(pairs.obs)
     gamma, alpha = agent.cfg.train.gamma, agent.alpha
     envs = [make_env(agent.cfg.env.id, max_episode_steps=horizon + 1) for _ in range(n * rollouts)]

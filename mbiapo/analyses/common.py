@@ -31,28 +31,39 @@ Params = tuple[Tensor, Tensor]
 def analysis_agent(checkpoint: str, value: str | None, device: str, seed: int = 0) -> Agent:
     """The checkpoint's agent with the value estimate to analyse: ``None`` keeps its own,
     "model-free" uses its Q ensemble, "model-based" its world model, or for a model-free
-    checkpoint the model fitted on its replay data (as ``mbiapo plan --model-based``; cached)."""
+    checkpoint the model fitted on its replay data (as ``mbiapo plan --model-based``; cached);
+    any other registered estimator is built for its Q nets (one that learns parameters of
+    its own must come trained in the checkpoint)."""
     from mbiapo import transfer
     from mbiapo.checkpoint import load_agent
 
     agent, _ = load_agent(checkpoint, device)
+    if value is None or value == agent.cfg.value.kind:
+        return agent
     if value == "model-free":
         agent.value = ModelFreeValue(agent.q)
-    elif value == "model-based" and not isinstance(agent.estimator, ModelBasedEstimator):
-        agent, _ = transfer.fitted(agent, checkpoint, None, 3000, seed)
-    return agent
+        return agent
+    if value == "model-based" and not isinstance(agent.estimator, ModelBasedEstimator):
+        return transfer.fitted(agent, checkpoint, None, 3000, seed)[0]
+    return transfer.with_estimator(agent, value)
 
 
 def planners_from_spec(agent: Agent, spec: str | None, overrides: list[str],
-                       default: list[str]) -> dict[str, Planner]:
+                       default: list[str], runs_for: int | None = None) -> dict[str, Planner]:
     """Planners by name from ``spec`` ("a,b,c=CKPT") or ``default``: the checkpoint's own,
     a trained one from another checkpoint of the same environment, or an untrained one from
-    its config with the ``planner.key=value`` overrides it has (each must fit one)."""
+    its config with the ``planner.key=value`` overrides it has (each must fit one).
+    ``runs_for``: the iterations the analysis runs every planner for, which a
+    ``planner.iters`` override would not change (refused)."""
     from mbiapo.checkpoint import load_agent
 
     wrong = [item for item in overrides if not item.startswith("planner.")]
     if wrong:
         raise MbiapoError(f"only planner.* settings can be overridden here, got {wrong[0]}")
+    if runs_for is not None and any(item.partition("=")[0] == "planner.iters"
+                                    for item in overrides):
+        raise MbiapoError(f"set the iterations with --iters, not planner.iters: this analysis "
+                          f"runs every planner for --iters ({runs_for})")
     planners, used = {}, set()
     for item in spec.split(",") if spec else default:
         name, _, source = item.strip().partition("=")

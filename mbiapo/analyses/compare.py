@@ -83,7 +83,8 @@ def reference_point(traces: dict[str, Trace], trained: str | None) -> tuple[str,
 
 
 def summarize(traces: dict[str, Trace], trained: str | None = None) -> dict:
-    """Per planner: J after 1, 5 and K iterations (mean and std over states), seconds per
+    """Per planner: J after 1, 5 (where the run had 5) and K iterations (mean and std over
+    states; a planner that stops early, as a direct one does, keeps its last J), seconds per
     iteration, milliseconds per state (the whole search), a sequence planner's H-step
     score, and the iterations needed to reach the reference point (``reference_point``);
     plus the reference's time per iteration relative to each other planner's."""
@@ -93,12 +94,14 @@ def summarize(traces: dict[str, Trace], trained: str | None = None) -> dict:
         name, k = reference
         target = traces[name].values[k - 1].mean().item()
     planners = {}
+    ran = max(len(trace.seconds) for trace in traces.values())  # what the run asked for
     for name, trace in traces.items():
         iters = len(trace.seconds)
         curve = trace.values.mean(1).tolist()
         planners[name] = {
             "iterations": iters,
-            **{f"J_at_{k}": mean_std(trace.values[min(k, iters) - 1]) for k in (1, 5)},
+            **{f"J_at_{k}": mean_std(trace.values[min(k, iters) - 1]) for k in (1, 5)
+               if k <= ran},
             "J_final": mean_std(trace.values[-1]),
             "seconds_per_iteration": trace.seconds[-1] / iters,
             "ms_per_state": 1e3 * trace.seconds[-1] / trace.values.shape[1],
@@ -134,7 +137,7 @@ def table(summary: dict) -> str:
     rows = [f"{'planner':<10} {'J@1':>18} {'J@5':>18} {'J@K (K)':>24} {'ms/iter':>9} "
             f"{'ms/state':>9} {'H-step score':>18}  {reach}"]
     for name, p in summary["planners"].items():
-        cells = [f"{p[key]['mean']:.4g} ± {p[key]['std']:.3g}"
+        cells = [f"{p[key]['mean']:.4g} ± {p[key]['std']:.3g}" if key in p else "—"
                  for key in ("J_at_1", "J_at_5", "J_final")]
         score = p["h_step_score"]
         score = "—" if score is None else f"{score['mean']:.4g} ± {score['std']:.3g}"

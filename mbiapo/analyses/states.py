@@ -6,12 +6,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from mbiapo.agent import Agent
 from mbiapo.envs import make_env
 from mbiapo.errors import MbiapoError
+from mbiapo.evaluate import SIDE_BY_SIDE
 from mbiapo.progress import bar
+from mbiapo.seeding import seed_everything
 
 FORMAT = "mbiapo-states"
 FORMAT_VERSION = 1
@@ -21,16 +22,19 @@ def collect_states(agent: Agent, n: int, seed: int, episodes: int = 5,
                    deterministic: bool = False) -> np.ndarray:
     """n states (n, S) drawn uniformly from every state visited in ``episodes`` episodes
     (seeds seed, seed+1, ...) of the agent acting with its planner, run side by side; more
-    episodes are played while fewer than n states were seen."""
-    torch.manual_seed(seed)
+    episodes are played while fewer than n states were seen. At most ``SIDE_BY_SIDE``
+    environments exist at once."""
+    seed_everything(seed)
     cfg = agent.cfg.env
     pool, next_seed = [], seed
     progress = bar(n, "collecting states", "state")
-    while sum(len(p) for p in pool) < n:
-        envs = [make_env(cfg.id, cfg.max_episode_steps) for _ in range(episodes)]
+    while next_seed - seed < episodes or sum(len(p) for p in pool) < n:
+        played = next_seed - seed
+        count = min(SIDE_BY_SIDE, episodes - played if played < episodes else episodes)
+        envs = [make_env(cfg.id, cfg.max_episode_steps) for _ in range(count)]
         obs = [env.reset(seed=next_seed + i)[0] for i, env in enumerate(envs)]
-        next_seed += episodes
-        live = list(range(episodes))
+        next_seed += count
+        live = list(range(count))
         while live:
             batch = np.stack([obs[i] for i in live])
             pool.append(batch)

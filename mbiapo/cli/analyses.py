@@ -2,10 +2,11 @@
 Heavy imports happen inside the handlers so that ``mbiapo --help`` stays fast."""
 
 import argparse
+import functools
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
-from mbiapo.paths import check_new_file
+from mbiapo.paths import check_new_file, temporary, written
 from mbiapo.planners import PLANNERS, sequence_planners, untrained_planners
 from mbiapo.value import VALUES
 
@@ -154,6 +155,36 @@ def _setup(args, agent, obs):
     return Setup(agent, obs, output_dir(args.out, args.force), args.beta, args.seed, source)
 
 
+def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Each file in ``folder`` with what changes when it is written (inode, mtime, size)."""
+    files = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.is_file():
+            st = path.stat()
+            files[path.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return files
+
+
+def _cut_short_leaves_no_results(handler):
+    """An analysis that fails or is interrupted (Ctrl-C) leaves no results that look
+    complete: the files it wrote in --out are removed, and --out too if it made it."""
+
+    @functools.wraps(handler)
+    def run(args) -> dict:
+        existed, before = args.out.is_dir(), _files(args.out)
+        try:
+            return handler(args)
+        except (Exception, KeyboardInterrupt):
+            for name, signature in _files(args.out).items():
+                if before.get(name) != signature:
+                    (args.out / name).unlink(missing_ok=True)
+            if not existed and args.out.is_dir() and not any(args.out.iterdir()):
+                args.out.rmdir()
+            raise
+
+    return run
+
+
 def _all_planners(agent) -> list[str]:
     """The default ``--planners``: the trained one, every untrained single-step one, and the
     sequence planners where the agent has a model to plan through."""
@@ -169,13 +200,16 @@ def cmd_states(args) -> dict:
     check_new_file(args.out, args.force)
     agent, _ = load_agent(args.checkpoint, args.device)
     states = collect_states(agent, args.n, args.seed, args.episodes, args.deterministic)
-    save_states(args.out, states, agent, {"checkpoint": str(args.checkpoint), "seed": args.seed,
-                                          "planner": agent.cfg.planner.name,
-                                          "deterministic": args.deterministic})
+    with written(args.out, temporary(args.out)):  # save_states' temporary file
+        save_states(args.out, states, agent, {"checkpoint": str(args.checkpoint),
+                                              "seed": args.seed,
+                                              "planner": agent.cfg.planner.name,
+                                              "deterministic": args.deterministic})
     return {"out": str(args.out), "env": agent.cfg.env.id, "states": len(states),
             "obs_dim": agent.obs_dim}
 
 
+@_cut_short_leaves_no_results
 def cmd_compare(args) -> dict:
     from mbiapo.analyses import compare
     from mbiapo.analyses.common import planners_from_spec
@@ -183,11 +217,13 @@ def cmd_compare(args) -> dict:
     _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     agent = _agent(args)
     obs = _states(args, agent)
-    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent))
+    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent),
+                                  runs_for=args.iters)
     return compare.run(_setup(args, agent, obs), planners, args.iters, args.samples,
                        args.eval_samples, args.overrides)
 
 
+@_cut_short_leaves_no_results
 def cmd_gap(args) -> dict:
     from mbiapo.analyses import gap
     from mbiapo.analyses.common import planners_from_spec
@@ -203,6 +239,7 @@ def cmd_gap(args) -> dict:
                    args.samples, args.eval_samples)
 
 
+@_cut_short_leaves_no_results
 def cmd_modes(args) -> dict:
     from mbiapo.analyses import modes
 
@@ -250,6 +287,7 @@ def _dims(text: str, act_dim: int, env_id: str) -> tuple[int, int]:
     return dims
 
 
+@_cut_short_leaves_no_results
 def cmd_surface(args) -> dict:
     from mbiapo.analyses import surface
     from mbiapo.analyses.common import planners_from_spec
@@ -260,12 +298,14 @@ def cmd_surface(args) -> dict:
     if args.grid < 2:
         raise MbiapoError("--grid must be >= 2")
     obs = _one_state(args, agent).unsqueeze(0)
-    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent))
+    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent),
+                                  runs_for=args.iters)
     return surface.run(_setup(args, agent, obs), planners, dims, args.grid, args.iters,
                        args.samples, args.eval_samples,
                        {"state": args.state, "states_file": args.states})
 
 
+@_cut_short_leaves_no_results
 def cmd_bias(args) -> dict:
     from mbiapo.analyses import bias
 
