@@ -36,8 +36,15 @@ SMALL_BATCH = 16
 
 
 def build_planner(cfg: DictConfig, obs_dim: int, act_dim: int) -> Planner:
-    """The planner a ``planner`` config group names, built from its settings."""
-    return PLANNERS.get(cfg.name).build(obs_dim, act_dim, **planner_settings(cfg))
+    """The registered planner ``cfg.name`` built from its settings; one line where it lacks
+    what the contract asks of every planner (``trainable``, ``iters``, ``plan``)."""
+    planner = PLANNERS.get(cfg.name).build(obs_dim, act_dim, **planner_settings(cfg))
+    missing = [name for name in ("trainable", "iters", "plan") if not hasattr(planner, name)]
+    if missing:
+        raise MbiapoError(f"planner '{cfg.name}' has no {', '.join(missing)}: every planner "
+                          f"states whether it is trainable, its iterations per action and "
+                          f"plan(...) (docs/planners.md, 'The contract')")
+    return planner
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -282,6 +289,10 @@ class Agent(nn.Module):
         # (trained planners give the final J without recording every iteration's)
         plan = self.planner.plan(self.objective(states, beta, samples), states,
                                  record=not self.planner.trainable, train_rows=b)
+        if self.planner.trainable and plan.surrogate is None:
+            raise MbiapoError(f"planner '{self.cfg.planner.name}' is trainable but its plan has "
+                              f"no surrogate when called with gradients enabled, so nothing "
+                              f"would train it (see docs/planners.md, 'The contract')")
         planned = TanhGaussian(plan.mu[:b].detach(), plan.log_std[:b].detach())
         if next_dist is None:
             next_dist = TanhGaussian(plan.mu[b:].detach(), plan.log_std[b:].detach())
@@ -312,8 +323,9 @@ class Agent(nn.Module):
         with torch.no_grad():
             torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()),
                                  self.tau)
-        return {"q_loss": q_loss.detach(), "objective": plan.values[-1].mean(),
-                "entropy": -logp.mean(), "alpha": self.log_alpha.detach().exp(), **metrics}
+        objective = {"objective": plan.values[-1].mean()} if plan.values else {}
+        return {"q_loss": q_loss.detach(), **objective, "entropy": -logp.mean(),
+                "alpha": self.log_alpha.detach().exp(), **metrics}
 
     # ----------------------------------------------------------------------------- state
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -3,32 +3,50 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mbiapo.agent import Agent
 from mbiapo.datasets import FIELDS, Dataset, fit_to_env, write_d4rl
 from mbiapo.envs import action_bounds, make_env
+from mbiapo.evaluate import SIDE_BY_SIDE
 from mbiapo.paths import temporary, written
 from mbiapo.planners import Planner
 from mbiapo.progress import EpisodeProgress
+from mbiapo.seeding import seed_everything
 
 
 def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
             planner: Planner | None = None, noise: float = 0.0,
             max_episode_steps: int | None = None) -> dict[str, np.ndarray]:
-    """Play ``episodes`` episodes (seeds seed, seed+1, ...) side by side with the agent's
-    planner acting by tanh(mu) plus Gaussian noise of std ``noise`` (in [-1, 1] units,
-    clipped), or uniformly at random when ``agent`` is None. Returns the D4RL arrays in
-    episode order with actions in the environment's own units."""
-    torch.manual_seed(seed)
+    """Play ``episodes`` episodes (seeds seed, seed+1, ...), up to ``SIDE_BY_SIDE`` at once,
+    with the agent's planner acting by tanh(mu) plus Gaussian noise of std ``noise`` (in
+    [-1, 1] units, clipped), or uniformly at random when ``agent`` is None. Returns the D4RL
+    arrays in episode order with actions in the environment's own units."""
+    seed_everything(seed)
     rng = np.random.default_rng(seed)
-    envs = [make_env(env_id, max_episode_steps) for _ in range(episodes)]
-    rows: list[list[tuple]] = [[] for _ in range(episodes)]
-    obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
-    act_dim = envs[0].action_space.shape[0]
-    limit = envs[0].spec.max_episode_steps or 0
-    progress = EpisodeProgress(episodes, limit, f"collecting {env_id}")
-    live = list(range(episodes))
+    progress, flat = None, []
+    for start in range(0, episodes, SIDE_BY_SIDE):
+        group = range(start, min(start + SIDE_BY_SIDE, episodes))
+        envs = {i: make_env(env_id, max_episode_steps) for i in group}
+        if progress is None:
+            limit = envs[start].spec.max_episode_steps or 0
+            progress = EpisodeProgress(episodes, limit, f"collecting {env_id}")
+        flat += _play_group(agent, envs, seed, planner, noise, rng, progress)
+    progress.close()
+    arrays = {name: np.asarray(column, dtype) for name, column, dtype in zip(
+        FIELDS, zip(*flat), (np.float32, np.float32, np.float32, np.float32, bool, bool))}
+    low, high = action_bounds(env_id)
+    arrays["actions"] = (low + (arrays["actions"] + 1) / 2 * (high - low)).astype(np.float32)
+    return arrays
+
+
+def _play_group(agent: Agent | None, envs: dict, seed: int, planner: Planner | None,
+                noise: float, rng: np.random.Generator, progress: EpisodeProgress) -> list:
+    """The transitions (obs, action, reward, next_obs, terminated, truncated) of the
+    episodes ``envs`` ({episode: env}) play side by side, in episode order; closes them."""
+    rows = {i: [] for i in envs}
+    obs = {i: env.reset(seed=seed + i)[0] for i, env in envs.items()}
+    act_dim = next(iter(envs.values())).action_space.shape[0]
+    live = list(envs)
     while live:
         if agent is None:
             actions = rng.uniform(-1, 1, (len(live), act_dim))
@@ -46,15 +64,9 @@ def collect(agent: Agent | None, env_id: str, episodes: int, seed: int,
                 still.append(i)
         progress.steps(len(live))
         live = still
-    progress.close()
-    for env in envs:
+    for env in envs.values():
         env.close()
-    flat = [row for episode in rows for row in episode]
-    arrays = {name: np.asarray(column, dtype) for name, column, dtype in zip(
-        FIELDS, zip(*flat), (np.float32, np.float32, np.float32, np.float32, bool, bool))}
-    low, high = action_bounds(env_id)
-    arrays["actions"] = (low + (arrays["actions"] + 1) / 2 * (high - low)).astype(np.float32)
-    return arrays
+    return [row for i in envs for row in rows[i]]
 
 
 def collect_dataset(path: Path, agent: Agent | None, env_id: str, episodes: int, seed: int,

@@ -3,6 +3,7 @@ imageio-ffmpeg), else GIF (Pillow, which matplotlib brings; at half size and eve
 frame, so that a 1000-step episode stays a few MB). Headless machines render with EGL
 (``MUJOCO_GL=egl``, set by ``envs`` when there is no display)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,17 @@ def _mp4_writer():
     except ImportError:
         return None
     return imageio
+
+
+def episode_files(folder: Path, seed: int, episodes: int) -> list[Path]:
+    """The files in ``folder`` that recording ``episodes`` episodes from ``seed`` would
+    overwrite (``episode-<seed+i>.mp4`` or ``.gif``)."""
+    taken = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        found = re.fullmatch(r"episode-(-?\d+)\.(mp4|gif)", path.name)
+        if found and seed <= int(found[1]) < seed + episodes:
+            taken.append(path)
+    return taken
 
 
 class EpisodeVideo:

@@ -202,3 +202,81 @@ def test_a_relative_plugin_path_is_recorded_absolute(tmp_path, monkeypatch):
     with registries_restored():
         registry.load_plugin("rel_plugin.py")
         assert PLANNERS.get("cem-again").plugin == str(tmp_path / "rel_plugin.py")
+
+
+class Silent:
+    """Plans one uniform action and never calls callback (the docs once showed one)."""
+
+    trainable = False
+    iters = 1
+
+    def __init__(self, obs_dim, act_dim, iters=1):
+        self.act_dim = act_dim
+
+    def plan(self, objective, obs, iters=None, init=None, record=True, callback=None,
+             train_rows=None):
+        from mbiapo.planners import Plan
+
+        mu = torch.zeros(obs.shape[0], self.act_dim)
+        return Plan(mu, mu - 1.0)
+
+
+class NoSurrogate(nn.Module):
+    """Trainable, yet returns no surrogate: nothing could train it."""
+
+    trainable = True
+    iters = 1
+
+    def __init__(self, obs_dim, act_dim, iters=1):
+        super().__init__()
+        self.net = nn.Linear(obs_dim, 2 * act_dim)
+
+    def plan(self, objective, obs, iters=None, init=None, record=True, callback=None,
+             train_rows=None):
+        from mbiapo.planners import Plan
+
+        mu, log_std = self.net(obs).chunk(2, -1)
+        if callback is not None:
+            callback(0, mu.detach(), log_std.detach())
+        return Plan(mu, log_std)
+
+
+def _failure(capsys, *argv) -> str:
+    """Exit code 2, no traceback, and the error as the last line of stderr (after whatever
+    progress bars the command had drawn and cleared)."""
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1].strip()
+    assert last.startswith("mbiapo: error: "), err
+    return last
+
+
+def test_a_planner_that_never_calls_callback_is_one_line_in_the_analyses(capsys, states,
+                                                                         tmp_path):
+    from mbiapo.planners import register as register_planner
+
+    with registries_restored():
+        register_planner("silent", Silent)
+        for command in (["compare", "--iters", "2"], ["gap", "--steps", "2"]):
+            line = _failure(capsys, command[0], "--checkpoint", SHIPPED, "--states", states,
+                              "--planners", "silent", *command[1:], "--out",
+                              tmp_path / command[0])
+            assert "never called callback" in line
+            assert not (tmp_path / command[0]).exists()
+
+
+def test_a_trainable_planner_without_a_surrogate_stops_before_anything_moves(capsys,
+                                                                             tmp_path):
+    from mbiapo.planners import register as register_planner
+
+    out = tmp_path / "run"
+    tiny = ["train.warmup_steps=40", "train.batch_size=16", "value.hidden=16",
+            "env.max_episode_steps=20", "train.eval_every=100"]
+    with registries_restored():
+        register_planner("no-surrogate", NoSurrogate)
+        line = _failure(capsys, "train", "--env", "InvertedPendulum-v5", "--planner",
+                        "no-surrogate", "--steps", "60", "--out", out, *tiny)
+        assert "no surrogate" in line
+        code, _, err = run_cli(capsys, "train", "--env", "InvertedPendulum-v5", "--planner",
+                               "direct", "--steps", "60", "--out", out, *tiny)
+    assert code == 0, err  # the folder of the failed start takes a new run

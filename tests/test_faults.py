@@ -179,3 +179,68 @@ def test_a_device_mbiapo_does_not_run_on_is_named(capsys, device):
     line = error_line(capsys, "evaluate", "--checkpoint", "pretrained:ip-iterative",
                       "--device", device)
     assert line == f"mbiapo: error: device '{device}' is not supported; use cpu, cuda or cuda:N"
+
+
+def test_collect_never_holds_more_than_a_group_of_environments(monkeypatch):
+    alive, most = set(), [0]
+    make = collect.make_env
+
+    def counted(*args, **kwargs):
+        env = make(*args, **kwargs)
+        alive.add(id(env))
+        most[0] = max(most[0], len(alive))
+        close = env.close
+        env.close = lambda: (alive.discard(id(env)), close())
+        return env
+
+    monkeypatch.setattr(collect, "make_env", counted)
+    monkeypatch.setattr(collect, "SIDE_BY_SIDE", 3)
+    data = collect.collect(None, IP, 7, 0, max_episode_steps=10)
+    assert most[0] == 3 and not alive
+    ends = data["terminals"] | data["timeouts"]
+    assert ends.sum() == 7 and ends[-1]
+
+
+def test_a_billion_episodes_grow_memory_slowly_and_stop_on_ctrl_c(tmp_path):
+    """``collect --random --episodes 1000000000``: 0.5 only made every environment first
+    (250 MB/s); now its memory is what it has collected, and Ctrl-C ends it in one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mbiapo.cli", "collect", "--random", "--env", IP, "--episodes",
+         "1000000000", "--out", str(tmp_path / "big.h5"), "--threads", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        rss = []
+        for _ in range(40):
+            time.sleep(0.25)
+            status = Path(f"/proc/{child.pid}/status").read_text()
+            rss.append(int(re.search(r"VmRSS:\s+(\d+)", status)[1]) // 1024)  # MB
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert max(rss) < 1000, rss
+    assert child.returncode == 130 and "Traceback" not in err
+    assert not (tmp_path / "big.h5").exists()
+
+
+@pytest.mark.parametrize("noise", ["nan", "inf", "-0.1"])
+def test_collect_refuses_noise_that_is_not_a_finite_positive_number(tmp_path, capsys, noise):
+    line = error_line(capsys, "collect", "--checkpoint", "pretrained:ip-iterative",
+                      "--episodes", "1", "--noise", noise, "--out", tmp_path / "d.h5")
+    assert "--noise must be a finite number >= 0" in line
+    assert not (tmp_path / "d.h5").exists()
+
+
+def test_video_never_overwrites_earlier_episode_files(tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "episode-3.gif").write_bytes(b"earlier")
+    line = error_line(capsys, "evaluate", "--checkpoint", "pretrained:ip-iterative",
+                      "--episodes", "2", "--seed", "2", "--video", folder)
+    assert "already holds episode-3.gif" in line
+    assert (folder / "episode-3.gif").read_bytes() == b"earlier"

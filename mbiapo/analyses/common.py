@@ -194,6 +194,10 @@ def follow(planner: Planner, objective: Objective, obs: Tensor, iters: int,
     finally:
         if collecting:
             gc.enable()
+    if not params:
+        raise MbiapoError(f"planner {type(planner).__name__} never called callback(k, mu, "
+                          f"log_std): analyses follow a search through it, after every "
+                          f"iteration (docs/planners.md, 'The contract')")
     return params, seconds, plan
 
 

@@ -70,7 +70,14 @@ def _load_for_run(args):
     if args.iters is not None and args.iters < 1:
         raise MbiapoError(f"--iters must be >= 1, got {args.iters}")
     if args.video:
+        from mbiapo.video import episode_files
+
         check_writable_folder(args.video, "--video")
+        taken = episode_files(args.video, args.seed, args.episodes)
+        if taken:
+            raise MbiapoError(f"--video {args.video} already holds {taken[0].name}"
+                              f"{f' and {len(taken) - 1} more' if len(taken) > 1 else ''}; "
+                              f"pick another folder or --seed, or move them")
     if args.true_model:
         from mbiapo.true_model import SimulatorDynamics
 

@@ -1,6 +1,7 @@
 """The dataset subcommands: ``collect`` and ``dataset info``. Heavy imports happen inside
 the handlers so that ``mbiapo --help`` stays fast."""
 
+import math
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
@@ -41,8 +42,8 @@ def cmd_collect(args) -> dict:
 
     if args.episodes < 1:
         raise MbiapoError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.noise < 0:
-        raise MbiapoError(f"--noise must be >= 0, got {args.noise}")
+    if not 0 <= args.noise < math.inf:  # NaN too
+        raise MbiapoError(f"--noise must be a finite number >= 0, got {args.noise}")
     check_new_file(args.out, args.force)
     agent = planner = None
     if args.checkpoint:
