@@ -1,22 +1,26 @@
 """The Python API in one place: compose a config, train or resume a run, read its metrics,
-load a checkpoint, evaluate with any registered planner, load plugins, seed everything.
+load a checkpoint, evaluate with any registered planner, plan model-free planners against
+model-based values (``transfer``), the analyses (``states``, ``compare``, ``gap``), load
+plugins, seed everything.
 ``docs/python-api.md`` walks through it (and a test runs that page). Extension points:
 ``mbiapo.planners.register``, ``mbiapo.value.register``, and plugins
 (``load_plugin``)."""
 
 from pathlib import Path
 
+from mbiapo import transfer as _transfer
 from mbiapo.agent import Agent
+from mbiapo.analyses.calls import compare, gap, states
 from mbiapo.checkpoint import load_agent
 from mbiapo.config import compose
-from mbiapo.evaluate import run_episodes
+from mbiapo.evaluate import Episodes, run_episodes
 from mbiapo.registry import load_plugin, load_plugins
 from mbiapo.report import read_rows
 from mbiapo.seeding import seed_everything
 from mbiapo.train import resume_run, start_run
 
-__all__ = ["Agent", "compose", "evaluate", "load", "load_plugin", "metrics", "resume",
-           "seed_everything", "train"]
+__all__ = ["Agent", "compare", "compose", "evaluate", "gap", "load", "load_plugin", "metrics",
+           "resume", "seed_everything", "states", "train", "transfer"]
 _entry_points_loaded = False
 
 
@@ -56,3 +60,18 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 0, planner: str | Non
     return run_episodes(agent, agent.cfg.env.id, episodes, seed,
                         agent.planner_named(planner, list(overrides)), iters,
                         max_episode_steps=agent.cfg.env.max_episode_steps)
+
+
+def transfer(checkpoint: str | Path, episodes: int = 10, seed: int = 0,
+             planner: str | None = None, overrides: list[str] = (), value: str | None = None,
+             data: str | Path | None = None, fit_steps: int = 3000,
+             device: str = "cpu") -> dict:
+    """``mbiapo plan --model-based``: the checkpoint's planner (or the registered
+    ``planner``) plans against a model-based estimate, from the model-based checkpoint
+    ``value`` or fitted on ``data`` (default: the replay beside the checkpoint); returns
+    the model-based and model-free returns and their ratio."""
+    agent = load(checkpoint, device)
+    chosen = agent.planner_named(planner, list(overrides))
+    return _transfer.plan_model_based(agent, chosen, checkpoint, Episodes(episodes, seed),
+                                      value=value, data=data, fit_steps=fit_steps,
+                                      name=planner, overrides=list(overrides), device=device)

@@ -6,8 +6,7 @@ import functools
 from pathlib import Path
 
 from mbiapo.errors import MbiapoError
-from mbiapo.paths import check_new_file, temporary, written
-from mbiapo.planners import PLANNERS, sequence_planners, untrained_planners
+from mbiapo.planners import PLANNERS
 from mbiapo.value import VALUES
 
 
@@ -126,33 +125,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def _positive(**values) -> None:
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise MbiapoError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-
-
 def _agent(args):
-    from mbiapo.analyses.common import analysis_agent
+    from mbiapo.analyses.calls import agent_for
 
-    return analysis_agent(args.checkpoint, args.value, args.device, args.seed)
+    return agent_for(args.checkpoint, args.value, args.device, args.seed)
 
 
 def _states(args, agent):
-    import torch
+    from mbiapo.analyses.calls import saved_states
 
-    from mbiapo.analyses.states import load_states
-
-    return torch.as_tensor(load_states(args.states, agent), device=agent.device)
+    return saved_states(args.states, agent)
 
 
 def _setup(args, agent, obs):
-    """The analysis' Setup; creates --out, so call it once every input has been checked."""
-    from mbiapo.analyses.common import Setup, output_dir
+    from mbiapo.analyses.calls import setup
 
-    source = {"checkpoint": str(args.checkpoint),
-              "value": agent.cfg.value.kind if args.value is None else args.value}
-    return Setup(agent, obs, output_dir(args.out, args.force), args.beta, args.seed, source)
+    return setup(agent, obs, args.out, args.force, args.checkpoint, args.value, args.beta,
+                 args.seed)
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
@@ -185,65 +174,37 @@ def _cut_short_leaves_no_results(handler):
     return run
 
 
-def _all_planners(agent) -> list[str]:
-    """The default ``--planners``: the trained one, every untrained single-step one, and the
-    sequence planners where the agent has a model to plan through."""
-    sequence = sequence_planners() if agent.dynamics is not None else []
-    return [agent.cfg.planner.name, *untrained_planners(), *sequence]
-
-
 def cmd_states(args) -> dict:
-    from mbiapo.analyses.states import collect_states, save_states
-    from mbiapo.checkpoint import load_agent
+    from mbiapo.analyses.calls import states
 
-    _positive(n=args.n, episodes=args.episodes)
-    check_new_file(args.out, args.force)
-    agent, _ = load_agent(args.checkpoint, args.device)
-    states = collect_states(agent, args.n, args.seed, args.episodes, args.deterministic)
-    with written(args.out, temporary(args.out)):  # save_states' temporary file
-        save_states(args.out, states, agent, {"checkpoint": str(args.checkpoint),
-                                              "seed": args.seed,
-                                              "planner": agent.cfg.planner.name,
-                                              "deterministic": args.deterministic})
-    return {"out": str(args.out), "env": agent.cfg.env.id, "states": len(states),
-            "obs_dim": agent.obs_dim}
+    return states(args.checkpoint, args.n, args.out, args.seed, args.episodes,
+                  args.deterministic, args.device, args.force)
 
 
 @_cut_short_leaves_no_results
 def cmd_compare(args) -> dict:
-    from mbiapo.analyses import compare
-    from mbiapo.analyses.common import planners_from_spec
+    from mbiapo.analyses.calls import compare
 
-    _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
-    agent = _agent(args)
-    obs = _states(args, agent)
-    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent),
-                                  runs_for=args.iters)
-    return compare.run(_setup(args, agent, obs), planners, args.iters, args.samples,
-                       args.eval_samples, args.overrides)
+    return compare(args.checkpoint, args.states, args.out, args.planners, args.iters,
+                   args.samples, args.eval_samples, args.value, args.beta, args.seed,
+                   args.overrides, args.device, args.force)
 
 
 @_cut_short_leaves_no_results
 def cmd_gap(args) -> dict:
-    from mbiapo.analyses import gap
-    from mbiapo.analyses.common import planners_from_spec
+    from mbiapo.analyses.calls import gap
 
-    _positive(steps=args.steps, samples=args.samples, eval_samples=args.eval_samples)
-    if args.extra_iters < 0:
-        raise MbiapoError(f"--extra-iters must be >= 0, got {args.extra_iters}")
-    agent = _agent(args)
-    obs = _states(args, agent)
-    planners = planners_from_spec(agent, args.planners, args.overrides,
-                                  [agent.cfg.planner.name])
-    return gap.run(_setup(args, agent, obs), planners, args.steps, args.lr, args.extra_iters,
-                   args.samples, args.eval_samples)
+    return gap(args.checkpoint, args.states, args.out, args.planners, args.steps, args.lr,
+               args.extra_iters, args.samples, args.eval_samples, args.value, args.beta,
+               args.seed, args.overrides, args.device, args.force)
 
 
 @_cut_short_leaves_no_results
 def cmd_modes(args) -> dict:
     from mbiapo.analyses import modes
+    from mbiapo.analyses.calls import positive
 
-    _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
+    positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     if args.runs < 2 or args.grid < 2:
         raise MbiapoError("--runs and --grid must be >= 2")
     agent = _agent(args)
@@ -290,16 +251,17 @@ def _dims(text: str, act_dim: int, env_id: str) -> tuple[int, int]:
 @_cut_short_leaves_no_results
 def cmd_surface(args) -> dict:
     from mbiapo.analyses import surface
+    from mbiapo.analyses.calls import default_planners, positive
     from mbiapo.analyses.common import planners_from_spec
 
-    _positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
+    positive(iters=args.iters, samples=args.samples, eval_samples=args.eval_samples)
     agent = _agent(args)
     dims = _dims(args.dims, agent.act_dim, agent.cfg.env.id)
     if args.grid < 2:
         raise MbiapoError("--grid must be >= 2")
     obs = _one_state(args, agent).unsqueeze(0)
-    planners = planners_from_spec(agent, args.planners, args.overrides, _all_planners(agent),
-                                  runs_for=args.iters)
+    planners = planners_from_spec(agent, args.planners, args.overrides,
+                                  default_planners(agent), runs_for=args.iters)
     return surface.run(_setup(args, agent, obs), planners, dims, args.grid, args.iters,
                        args.samples, args.eval_samples,
                        {"state": args.state, "states_file": args.states})
@@ -308,8 +270,9 @@ def cmd_surface(args) -> dict:
 @_cut_short_leaves_no_results
 def cmd_bias(args) -> dict:
     from mbiapo.analyses import bias
+    from mbiapo.analyses.calls import positive
 
-    _positive(pairs=args.pairs, rollouts=args.rollouts, horizon=args.horizon)
+    positive(pairs=args.pairs, rollouts=args.rollouts, horizon=args.horizon)
     agent = _agent(args)
     return bias.run(_setup(args, agent, None), args.pairs, args.rollouts, args.horizon)
 
