@@ -280,3 +280,18 @@ def test_a_trainable_planner_without_a_surrogate_stops_before_anything_moves(cap
         code, _, err = run_cli(capsys, "train", "--env", "InvertedPendulum-v5", "--planner",
                                "direct", "--steps", "60", "--out", out, *tiny)
     assert code == 0, err  # the folder of the failed start takes a new run
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--planner", "mppi", "planner.iters=3"],
+                                     ["plan", "--planner", "cem", "planner.iters=3"]])
+def test_two_cli_runs_with_one_seed_print_the_same_json(capsys, command):
+    """Timings aside; the process's generators are moved on between the runs."""
+    printed = []
+    for _ in range(2):
+        code, out, err = run_cli(capsys, command[0], "--checkpoint", SHIPPED, "--episodes",
+                                 "2", "--seed", "4", "--json", *command[1:])
+        assert code == 0, err
+        printed.append({k: v for k, v in json.loads(out).items()
+                        if "latency" not in k and "seconds" not in k})
+        torch.rand(5), np.random.rand(5)
+    assert printed[0] == printed[1] and printed[0]["returns"]
