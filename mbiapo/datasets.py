@@ -92,30 +92,59 @@ def read_dataset(path: str | Path) -> Dataset:
 
 
 def _read_file(path: Path) -> Dataset:
+    """Open ``path`` read-only and read its layout. A damaged file makes h5py (or numpy)
+    raise OSError, KeyError, RuntimeError, TypeError, ValueError...: any of them becomes one
+    MbiapoError naming the file."""
     try:
         with h5py.File(path, "r") as f:
-            if isinstance(f.get("observations"), h5py.Dataset):
-                return _read_d4rl(path, f)
-            if any(re.fullmatch(r"episode_\d+", k) for k in f):
-                return _read_minari(path, f)
-            raise _fail(path, "neither the D4RL layout (observations, actions, rewards, "
-                        "terminals) nor the Minari layout (episode_* groups)")
-    except OSError as e:
-        raise _fail(path, f"not a readable HDF5 file ({str(e).splitlines()[0]})") from None
+            return _read_layout(path, f)
+    except MbiapoError:
+        raise
+    except Exception as e:  # h5py raises many types on damaged files
+        raise _fail(path, f"not a readable HDF5 file ({_reason(e)})") from None
+
+
+def _reason(error: Exception) -> str:
+    """The first line of an error's message (its type when the message is empty)."""
+    keyed = isinstance(error, KeyError) and error.args  # str(KeyError) quotes its message
+    lines = str(error.args[0] if keyed else error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _read_layout(path: Path, f: h5py.File) -> Dataset:
+    """The D4RL layout (an ``observations`` array at the root) or the Minari one."""
+    if isinstance(f.get("observations"), h5py.Dataset):
+        return _read_d4rl(path, f)
+    if any(re.fullmatch(r"episode_\d+", k) for k in f):
+        return _read_minari(path, f)
+    raise _fail(path, "neither the D4RL layout (observations, actions, rewards, "
+                "terminals) nor the Minari layout (episode_* groups)")
 
 
 def _read_into(path: Path, ds: h5py.Dataset, out: np.ndarray, name: str,
                offset: int = 0) -> None:
     """Copy ``ds`` into ``out[offset:]`` chunk by chunk (converting dtype and (N, 1) shapes),
-    checking every chunk for NaN/inf."""
+    checking every chunk: flags (a bool ``out``) must be 0 or 1, values finite."""
     n = ds.shape[0]
     for start in range(0, n, CHUNK):
         chunk = ds[start:start + CHUNK]
         target = out[offset + start: offset + start + len(chunk)]
-        target[...] = chunk.reshape(target.shape)
+        if target.dtype == bool:
+            _check_flags(path, chunk.reshape(target.shape), name, start)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, refused below
+            target[...] = chunk.reshape(target.shape)
         if target.dtype.kind == "f" and not np.isfinite(target).all():
             row = start + int(np.argmin(np.isfinite(target).reshape(len(target), -1).all(1)))
             raise _fail(path, f"'{name}' holds NaN or inf (row {row})")
+
+
+def _check_flags(path: Path, chunk: np.ndarray, name: str, start: int) -> None:
+    """Terminals and timeouts (a chunk of shape (n,) from row ``start``) must be booleans or
+    0/1: anything else, NaN included, would silently read as True."""
+    bad = np.flatnonzero((chunk != 0) & (chunk != 1))
+    if len(bad):
+        raise _fail(path, f"'{name}' holds {chunk[bad[0]]} (row {start + int(bad[0])}), "
+                    f"expected 0 or 1")
 
 
 def _vector_rows(path: Path, ds: h5py.Dataset, name: str) -> tuple[int, int]:
@@ -141,13 +170,20 @@ def _scalar_rows(path: Path, ds: h5py.Dataset, name: str) -> int:
 
 
 def _read_metadata(group) -> dict:
+    """{name: value} of the small (at most 64 values) numbers and strings in ``group``;
+    other types are skipped (HDF5 can crash on a damaged variable-length sequence)."""
     meta = {}
     for key, item in (group.items() if group is not None else ()):
-        if isinstance(item, h5py.Dataset) and item.size <= 64:
+        if isinstance(item, h5py.Dataset) and item.size <= 64 and _plain(item.dtype):
             value = item[()]
             meta[key] = value.decode() if isinstance(value, bytes) else (
                 value.item() if isinstance(value, np.generic) else value)
     return meta
+
+
+def _plain(dtype: np.dtype) -> bool:
+    """Booleans, numbers or strings (fixed or variable length)."""
+    return dtype.kind in "biuf" or h5py.check_string_dtype(dtype) is not None
 
 
 def _read_d4rl(path: Path, f: h5py.File) -> Dataset:
@@ -180,7 +216,8 @@ def _read_d4rl(path: Path, f: h5py.File) -> Dataset:
     meta = _read_metadata(f.get("metadata"))
     normalized = meta.get("actions") == "normalized" or "ring_position" in meta
     layout = "mbiapo" if "ring_position" in meta or "source" in meta else "d4rl"
-    data = Dataset(path, layout, arrays, meta.get("env_id"), normalized, meta,
+    env_id = _env_id(path, meta.get("env_id"), "metadata/env_id")
+    data = Dataset(path, layout, arrays, env_id, normalized, meta,
                    returns=episode_returns(arrays), converted=_integer_fields(f, ""))
     if not has_next:
         _rebuild_next(data)
@@ -220,22 +257,40 @@ def _allocate(n: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
             "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool)}
 
 
+def _env_id(path: Path, value, where: str) -> str | None:
+    """The environment id a dataset records at ``where`` (None: none): it must be a string."""
+    if value is None or isinstance(value, str):
+        return value
+    shown = " ".join(str(value).split())[:40]
+    raise _fail(path, f"{where} is {shown} ({type(value).__name__}), expected an "
+                f"environment id (a string)")
+
+
 def _minari_metadata(path: Path, f: h5py.File) -> dict:
+    """The dataset's metadata.json beside ``path`` (or, older Minari versions, the root
+    attributes of ``f``), with ``env_id`` (str or None) taken from its env_spec."""
     meta_file = path.parent / "metadata.json"
     if meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
         except ValueError as e:
             raise _fail(meta_file, f"not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise _fail(meta_file, "expected a JSON object")
+        source = meta_file
     else:  # older Minari versions keep it in the root attributes
         meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        source = path
     spec = meta.get("env_spec")
     if isinstance(spec, str):
         try:
             spec = json.loads(spec)
         except ValueError:
             spec = None
-    meta["env_id"] = spec.get("id") if isinstance(spec, dict) else meta.get("env_id")
+    if isinstance(spec, dict):
+        meta["env_id"] = _env_id(source, spec.get("id"), "env_spec id")
+    else:
+        meta["env_id"] = _env_id(source, meta.get("env_id"), "env_id")
     return meta
 
 

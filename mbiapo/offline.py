@@ -21,8 +21,9 @@ class OfflineTrainer(Trainer):
 
     def __init__(self, cfg: DictConfig, out: Path, data: Dataset, agent: Agent | None = None):
         """A new offline run on a validated dataset whose actions are in [-1, 1] (or,
-        ``agent`` given, the frame a checkpointed run resumes in)."""
-        self.dataset = data.path
+        ``agent`` given, the frame a checkpointed run resumes in). The checkpoint names the
+        dataset's file by its absolute path, so the run resumes from any directory."""
+        self.dataset = data.path.resolve()
         self.buffer = ReplayBuffer.from_dataset(data)
         super().__init__(cfg, out, data.obs_dim, data.act_dim, agent)
         self.evaluates = cfg.env.id != NO_ENV

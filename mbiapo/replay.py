@@ -119,7 +119,10 @@ class ReplayBuffer:
                     if len(values) != n:
                         raise MbiapoError(f"{path}: '{name}' has {len(values)} rows, expected {n}")
                     buf.data[name][:n] = np.roll(values, ptr, axis=0) if full else values
-        except OSError as e:
-            raise MbiapoError(f"{path}: cannot read replay data ({e})") from None
+        except MbiapoError:
+            raise
+        except Exception as e:  # h5py raises KeyError, RuntimeError... on a damaged file
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise MbiapoError(f"{path}: cannot read replay data ({reason})") from None
         buf.size, buf.ptr = n, ptr % buf.capacity
         return buf

@@ -223,7 +223,7 @@ def _replay_step(path: Path) -> int | None:
         with h5py.File(path, "r") as f:
             meta = f.get("metadata")
             return int(meta["step"][()]) if meta is not None and "step" in meta else None
-    except (OSError, KeyError, ValueError):
+    except Exception:  # any damage: treated as unreadable, as a missing file
         return None
 
 

@@ -244,3 +244,33 @@ def test_video_never_overwrites_earlier_episode_files(tmp_path, capsys):
                       "--episodes", "2", "--seed", "2", "--video", folder)
     assert "already holds episode-3.gif" in line
     assert (folder / "episode-3.gif").read_bytes() == b"earlier"
+
+
+def test_a_damaged_replay_file_is_an_exact_read_or_one_error(tmp_path):
+    """Seeded byte damage in a saved replay.h5: ReplayBuffer.load reads it exactly (raw
+    array bytes carry no checksum, so damage there is another valid file: compared with
+    plain h5py) or raises one MbiapoError line, never another exception."""
+    import numpy as np
+
+    buffer = replay.ReplayBuffer(3, 2, 40)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        buffer.add(rng.standard_normal(3), rng.uniform(-1, 1, 2), 1.0, rng.standard_normal(3),
+                   False, False)
+    clean = tmp_path / "replay.h5"
+    buffer.save(clean, {"step": 30})
+    data = clean.read_bytes()
+    outcomes = {"read": 0, "error": 0}
+    for case in range(60):
+        damaged = bytearray(data)
+        at = int(rng.integers(0, len(data) - 8))
+        damaged[at:at + 8] = rng.integers(0, 256, 8, dtype=np.uint8).tobytes()
+        path = tmp_path / f"damaged-{case}.h5"
+        path.write_bytes(bytes(damaged))
+        try:
+            replay.ReplayBuffer.load(path)
+            outcomes["read"] += 1
+        except MbiapoError as e:
+            assert "\n" not in str(e) and str(path) in str(e)
+            outcomes["error"] += 1
+    assert outcomes["error"] > 0 and outcomes["read"] > 0, outcomes
