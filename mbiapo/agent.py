@@ -289,10 +289,7 @@ class Agent(nn.Module):
         # (trained planners give the final J without recording every iteration's)
         plan = self.planner.plan(self.objective(states, beta, samples), states,
                                  record=not self.planner.trainable, train_rows=b)
-        if self.planner.trainable and plan.surrogate is None:
-            raise MbiapoError(f"planner '{self.cfg.planner.name}' is trainable but its plan has "
-                              f"no surrogate when called with gradients enabled, so nothing "
-                              f"would train it (see docs/planners.md, 'The contract')")
+        self._require_surrogate(plan)
         planned = TanhGaussian(plan.mu[:b].detach(), plan.log_std[:b].detach())
         if next_dist is None:
             next_dist = TanhGaussian(plan.mu[b:].detach(), plan.log_std[b:].detach())
@@ -326,6 +323,23 @@ class Agent(nn.Module):
         objective = {"objective": plan.values[-1].mean()} if plan.values else {}
         return {"q_loss": q_loss.detach(), **objective, "entropy": -logp.mean(),
                 "alpha": self.log_alpha.detach().exp(), **metrics}
+
+    def check_planner_trains(self) -> None:
+        """One line, before any training, where the trained planner would not train: one
+        plan for two states, as an update makes it (generators left as they were)."""
+        if not self.planner.trainable:
+            return
+        obs = torch.zeros(2, self.obs_dim, device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            plan = self.planner.plan(self.objective(obs, self.beta_train, self.train_samples),
+                                     obs, record=False, train_rows=2)
+        self._require_surrogate(plan)
+
+    def _require_surrogate(self, plan: Plan) -> None:
+        if self.planner.trainable and plan.surrogate is None:
+            raise MbiapoError(f"planner '{self.cfg.planner.name}' is trainable but its plan has "
+                              f"no surrogate when called with gradients enabled, so nothing "
+                              f"would train it (see docs/planners.md, 'The contract')")
 
     # ----------------------------------------------------------------------------- state
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

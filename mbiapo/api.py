@@ -6,6 +6,7 @@ plugins, seed everything.
 ``mbiapo.planners.register``, ``mbiapo.value.register``, and plugins
 (``load_plugin``)."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mbiapo import transfer as _transfer
@@ -24,15 +25,20 @@ __all__ = ["Agent", "compare", "compose", "evaluate", "gap", "load", "load_plugi
 _entry_points_loaded = False
 
 
-def train(cfg, out: str | Path) -> dict:
+def train(cfg, out: str | Path, callback: Callable[[dict], bool | None] | None = None
+          ) -> dict:
     """Train a new online run in folder ``out`` (see docs/runs.md) to ``cfg.train.steps``;
-    returns the last metrics row."""
-    return start_run(cfg, Path(out)).run()
+    returns the last metrics row. ``callback(row)`` sees each metrics row (every
+    ``train.eval_every`` steps) as it is written; returning False stops the run there,
+    saved and resumable (early stopping)."""
+    return start_run(cfg, Path(out)).run(callback=callback)
 
 
-def resume(out: str | Path, steps: int | None = None) -> dict:
-    """Continue the run in ``out`` to ``steps`` (default: its ``train.steps``)."""
-    return resume_run(Path(out), steps).run()
+def resume(out: str | Path, steps: int | None = None,
+           callback: Callable[[dict], bool | None] | None = None) -> dict:
+    """Continue the run in ``out`` to ``steps`` (default: its ``train.steps``); ``callback``
+    as for ``train``."""
+    return resume_run(Path(out), steps).run(callback=callback)
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Agent:

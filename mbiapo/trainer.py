@@ -5,6 +5,7 @@ and resumes them."""
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,17 @@ from mbiapo.errors import MbiapoError
 from mbiapo.evaluate import run_episodes
 from mbiapo.metrics_log import MetricsLog
 from mbiapo.replay import ReplayBuffer
+from mbiapo.seeding import seed_everything
 
 EVAL_SEED = 10_000  # evaluation episodes use seeds apart from training episodes
+
+
+class _Stopped(Exception):
+    """A ``run`` callback asked to stop after ``row``."""
+
+    def __init__(self, row: dict):
+        super().__init__()
+        self.row = row
 
 
 class Trainer:
@@ -30,15 +40,18 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, out: Path, obs_dim: int, act_dim: int,
                  agent: Agent | None = None):
-        """Seeds torch and numpy from ``train.seed``, then builds the agent (or takes the one
+        """Seeds Python, numpy and torch (``seed_everything``) and its own generator from
+        ``train.seed``, then builds the agent (or takes the one
         a checkpoint rebuilt: ``agent``)."""
         self.cfg, self.out = cfg, out
-        torch.manual_seed(cfg.train.seed)
+        seed_everything(cfg.train.seed)
         self.rng = np.random.default_rng(cfg.train.seed)
         self.agent = agent or Agent(cfg, obs_dim, act_dim)
         self.step = self.episodes = self.updates = 0
         self.wall_s, self.since = 0.0, None  # seconds trained before this session; its start
         self.held = None  # the folder's lock (run_folder.lock), while this process trains
+        self.callback = None  # run's callback(row)
+        self.agent.check_planner_trains()  # before a new run's folder is made
         self.evaluates = True  # offline runs without a known env cannot
 
     def restore(self, payload: dict) -> None:
@@ -88,20 +101,26 @@ class Trainer:
                               max_episode_steps=self.cfg.env.max_episode_steps)
         return np.array(result["returns"])
 
-    def run(self, threads_setting: str | int | None = None) -> dict:
+    def run(self, threads_setting: str | int | None = None,
+            callback: Callable[[dict], bool | None] | None = None) -> dict:
         """Train until ``train.steps`` with ``threads_setting`` (default ``train.threads``;
-        see mbiapo/threads.py); Ctrl-C saves a checkpoint and re-raises. Unlocks the folder
-        at the end."""
+        see mbiapo/threads.py); Ctrl-C saves a checkpoint and re-raises. ``callback(row)``
+        sees every metrics row as it is written; returning False stops the run there (saved,
+        resumable). Unlocks the folder at the end; returns the last metrics row."""
         cfg, t = self.cfg, self.cfg.train
         threads.use(threads_setting or t.threads)
         if t.compile:
             self.agent.compile_value_gradient()
+        self.callback = callback
         log = MetricsLog(self.out, t.tensorboard, self.step)
         bar = tqdm(total=t.steps, initial=self.step, desc=f"{cfg.env.id} {cfg.planner.name}",
                    file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
         self.since = time.perf_counter()
         try:
-            last = self._loop(log, bar)
+            try:
+                last = self._loop(log, bar)
+            except _Stopped as stopped:
+                last = stopped.row
             bar.close()
             self.save()
         except KeyboardInterrupt:
@@ -135,6 +154,8 @@ class Trainer:
             **self.agent.estimator.evaluate(self.buffer.holdout(device=self.agent.device)),
         }
         log.write(row)
+        if self.callback is not None and self.callback(row) is False:
+            raise _Stopped(row)
         if stats and not all(np.isfinite(row[k]) for k in stats[0]):
             raise MbiapoError(f"training diverged before step {self.step} (non-finite "
                               f"losses); the last checkpoint in {self.out} is kept")
