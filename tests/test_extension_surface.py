@@ -295,3 +295,17 @@ def test_two_cli_runs_with_one_seed_print_the_same_json(capsys, command):
                         if "latency" not in k and "seconds" not in k})
         torch.rand(5), np.random.rand(5)
     assert printed[0] == printed[1] and printed[0]["returns"]
+
+
+def test_a_training_callback_sees_every_row_and_can_stop_the_run(tmp_path):
+    cfg = tiny_config("direct", extra=["train.steps=150", "train.eval_every=50",
+                                       "train.eval_episodes=1", "env.max_episode_steps=20"])
+    seen = []
+    last = api.train(cfg, tmp_path / "run", callback=lambda row: seen.append(row["step"])
+                     or row["step"] < 100)
+    assert seen == [50, 100] and last["step"] == 100
+    from mbiapo.checkpoint import read_checkpoint
+
+    assert read_checkpoint(tmp_path / "run")["step"] == 100  # saved where it stopped
+    assert api.resume(tmp_path / "run")["step"] == 150
+    assert [row["step"] for row in api.metrics(tmp_path / "run")] == [50, 100, 150]
