@@ -1,3 +1,3 @@
 """mbiapo: policy optimization as planning, model-free and model-based."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
