@@ -1,7 +1,10 @@
 """Learning-curve reports over run folders (the paper's Fig. 5): evaluation return vs env
-steps, mean ± std over seeds, one panel per env and one line per method, plus a table of final
-return and updates/s per method. A run folder is any folder holding config.yaml and
-metrics.csv (a sweep's, or runs gathered by hand).
+steps, one panel per env and one line per method, with the field's statistics (``stats``):
+the interquartile mean over seeds and its 95% stratified-bootstrap interval at every step,
+the probability that each method improves on each other one at the final step, and a
+performance profile of final returns; plus mean ± std, updates/s, and a tidy per-seed table
+(env, method, seed, step, return) that others can load. A run folder is any folder holding
+config.yaml and metrics.csv (a sweep's, or runs gathered by hand).
 
 A *method* is what tells runs of one env apart besides the seed: the fewest config keys whose
 values split them (planner.name, value.kind, then any other), or the planner's name when
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbiapo import stats
 from mbiapo.config import flatten, load_yaml
 from mbiapo.errors import MbiapoError
 
@@ -143,33 +147,80 @@ def summarize(runs: list[RunCurve]) -> dict:
     values = np.array([[run.returns[run.steps.tolist().index(s)] for s in steps]
                        for run in runs]).reshape(len(runs), len(steps))
     mean, std = values.mean(0), values.std(0)
+    iqm = [stats.interval(values[:, k]) for k in range(len(steps))]  # (point, low, high)
     rates = [run.updates_per_s for run in runs if not math.isnan(run.updates_per_s)]
     return {"seeds": len(runs), "runs": [str(run.out) for run in runs],
+            "seed_values": [run.config.get("train.seed") for run in runs],
             "steps": steps.tolist(), "mean": mean.tolist(), "std": std.tolist(),
+            "iqm": [i[0] for i in iqm], "iqm_low": [i[1] for i in iqm],
+            "iqm_high": [i[2] for i in iqm],
+            "final_returns": values[:, -1].tolist() if len(steps) else [],
             "final_step": int(steps[-1]) if len(steps) else None,
             "final_mean": float(mean[-1]) if len(steps) else None,
             "final_std": float(std[-1]) if len(steps) else None,
+            "final_iqm": list(iqm[-1]) if len(steps) else None,
             "updates_per_s": float(np.mean(rates)) if rates else None}
+
+
+def improvements(methods: list[dict]) -> list[dict]:
+    """For each env, each ordered pair of its methods with final returns: P(first > second)
+    over seeds at their final steps, with its 95% bootstrap interval."""
+    found = []
+    for a in methods:
+        for b in methods:
+            if a["env"] == b["env"] and a["method"] != b["method"] \
+                    and a["final_returns"] and b["final_returns"]:
+                point, low, high = stats.improvement_interval(a["final_returns"],
+                                                              b["final_returns"])
+                found.append({"env": a["env"], "method": a["method"], "over": b["method"],
+                              "probability": point, "low": low, "high": high})
+    return found
+
+
+def tidy_rows(result: dict) -> list[dict]:
+    """One row per (env, method, seed, step): the evaluation return of that run there."""
+    rows = []
+    for m in result["methods"]:
+        for out, seed in zip(m["runs"], m["seed_values"]):
+            run = read_run(Path(out))
+            rows += [{"env": m["env"], "method": m["method"], "seed": seed, "step": int(step),
+                      "return": float(value)} for step, value in zip(run.steps, run.returns)]
+    return rows
+
+
+def write_tidy(result: dict, path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["env", "method", "seed", "step", "return"])
+        writer.writeheader()
+        writer.writerows({**row, "return": f"{row['return']:.6g}"} for row in tidy_rows(result))
+    return path
 
 
 def report(root: Path) -> dict:
     """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "final_*",
     "updates_per_s", "runs"}, ...]} for the run folders under ``root``."""
     runs = [read_run(out) for out in find_runs(root)]
-    return {"root": str(root), "n_runs": len(runs),
-            "methods": [{"env": env, "method": method, **summarize(group)}
-                        for (env, method), group in group_runs(runs).items()]}
+    methods = [{"env": env, "method": method, **summarize(group)}
+               for (env, method), group in group_runs(runs).items()]
+    return {"root": str(root), "n_runs": len(runs), "methods": methods,
+            "improvements": improvements(methods)}
 
 
 def table(result: dict) -> str:
-    head = f"{'env':<28} {'method':<24} {'seeds':>5} {'step':>8} {'final return':>20} {'upd/s':>7}"
+    head = (f"{'env':<28} {'method':<24} {'seeds':>5} {'step':>8} {'IQM [95% CI]':>26} "
+            f"{'mean ± std':>18} {'upd/s':>7}")
     lines = [head, "-" * len(head)]
     for m in result["methods"]:
-        final = "no evaluations" if m["final_mean"] is None else \
+        iqm = "no evaluations" if m["final_iqm"] is None else \
+            "{:.1f} [{:.1f}, {:.1f}]".format(*m["final_iqm"])
+        final = "" if m["final_mean"] is None else \
             f"{m['final_mean']:.1f} ± {m['final_std']:.1f}"
         rate = "" if m["updates_per_s"] is None else f"{m['updates_per_s']:.1f}"
         lines.append(f"{m['env']:<28} {m['method']:<24} {m['seeds']:>5} "
-                     f"{m['final_step'] or '':>8} {final:>20} {rate:>7}")
+                     f"{m['final_step'] or '':>8} {iqm:>26} {final:>18} {rate:>7}")
+    for i in result.get("improvements", []):
+        lines.append(f"{i['env']}: P({i['method']} > {i['over']}) = {i['probability']:.2f} "
+                     f"[{i['low']:.2f}, {i['high']:.2f}]")
     return "\n".join(lines)
 
 
@@ -185,13 +236,40 @@ def plot(result: dict, path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, env in zip(axes.flat, envs):
         for m in (m for m in result["methods"] if m["env"] == env and m["steps"]):
-            steps, mean, std = (np.array(m[k]) for k in ("steps", "mean", "std"))
-            ax.plot(steps, mean, label=f"{m['method']} ({m['seeds']})")
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        ax.set(title=env, xlabel="env steps", ylabel="evaluation return")
+            steps, iqm, low, high = (np.array(m[k]) for k in ("steps", "iqm", "iqm_low",
+                                                                "iqm_high"))
+            ax.plot(steps, iqm, label=f"{m['method']} ({m['seeds']})")
+            ax.fill_between(steps, low, high, alpha=0.2)
+        ax.set(title=env, xlabel="env steps", ylabel="evaluation return (IQM, 95% CI)")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(envs):]:
         ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_profile(result: dict, path: Path) -> Path:
+    """Performance profiles of the final returns: per env, the share of runs scoring above
+    each threshold, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({m["env"] for m in result["methods"] if m["final_returns"]})
+    fig, axes = plt.subplots(1, max(1, len(envs)), figsize=(5 * max(1, len(envs)), 3.6),
+                             squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        methods = [m for m in result["methods"] if m["env"] == env and m["final_returns"]]
+        finals = np.concatenate([m["final_returns"] for m in methods])
+        thresholds = np.linspace(finals.min(), finals.max(), 100)
+        for m in methods:
+            ax.plot(thresholds, stats.performance_profile(m["final_returns"], thresholds),
+                    label=m["method"])
+        ax.set(title=env, xlabel="final return τ", ylabel="fraction of runs > τ")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -120,3 +120,27 @@ def test_bad_input_is_one_line(tmp_path, runs, capsys):
     metrics.write_text("step,loss\n1,2\n")
     assert "not an mbiapo metrics file (no eval_return_mean, updates, updates_per_s column)" in \
         error_line(capsys, "report", runs)
+
+
+def test_iqm_intervals_improvement_and_the_tidy_table(runs, capsys):
+    from mbiapo import stats
+
+    result = report(runs / "sweep")
+    methods = by_method(result)
+    direct = methods[("InvertedPendulum-v5", "direct")]
+    assert direct["iqm"] == [stats.iqm([10, 20]), stats.iqm([20, 40]), stats.iqm([30, 50])]
+    assert direct["final_iqm"] == list(stats.interval([30, 50]))
+    assert all(lo <= mid <= hi for lo, mid, hi in
+               zip(direct["iqm_low"], direct["iqm"], direct["iqm_high"]))
+    # final returns: direct 30, 50; iterative 15, 25: direct wins every pair
+    pairs = {(i["method"], i["over"]): i for i in result["improvements"]}
+    assert pairs[("direct", "iterative")]["probability"] == 1.0
+    assert pairs[("iterative", "direct")]["probability"] == 0.0
+    code, out, _ = run_cli(capsys, "report", runs / "sweep")
+    assert code == 0 and "P(direct > iterative) = 1.00 [1.00, 1.00]" in out
+    with open(runs / "sweep" / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 + 3 + 2 + 3  # every evaluation of every seed (c missed one)
+    assert rows[0] == {"env": "InvertedPendulum-v5", "method": "direct", "seed": "0",
+                       "step": "1000", "return": "10"}
+    assert (runs / "sweep" / "report-profile.png").read_bytes()[:4] == b"\x89PNG"

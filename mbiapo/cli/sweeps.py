@@ -31,12 +31,16 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("report", help="learning curves and final returns of run folders",
                        description="Read every run folder (config.yaml + metrics.csv) under "
-                       "DIR; draw evaluation return vs env steps, mean ± std over seeds, one "
-                       "panel per env and one line per method; print final return and "
-                       "updates/s per method.")
+                       "DIR; draw evaluation return vs env steps, the IQM over seeds with its 95% "
+                       "stratified-bootstrap CI, one panel per env and one line per method, "
+                       "and a performance profile of final returns; print final IQM [CI], "
+                       "mean ± std and updates/s per method and the probability of "
+                       "improvement of each method over each other; write a per-seed CSV "
+                       "(env, method, seed, step, return).")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--out", type=Path, help="figure file (.png/.pdf/.svg; default "
-                   "DIR/report.png)")
+                   "DIR/report.png); the profile and the CSV go beside it "
+                   "(report-profile.png, report.csv)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -89,14 +93,19 @@ def _table(result: dict) -> str:
 
 
 def cmd_report(args) -> dict:
-    from mbiapo.report import plot, report, table
+    from mbiapo.report import plot, plot_profile, report, table, write_tidy
 
     result = report(args.dir)
     figure = args.out or args.dir / "report.png"
     if figure.suffix not in FIGURE_SUFFIXES:
         raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
-    check_writable_file(figure)
+    profile = figure.with_name(f"{figure.stem}-profile{figure.suffix}")
+    tidy = figure.with_suffix(".csv")
+    for path in (figure, profile, tidy):
+        check_writable_file(path)
     result["out"] = str(plot(result, figure))
+    result["profile"] = str(plot_profile(result, profile))
+    result["csv"] = str(write_tidy(result, tidy))
     result["table"] = table(result)
     return result
 
