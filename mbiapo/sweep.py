@@ -10,6 +10,11 @@ Sweep file (YAML; paths are relative to it)::
       planner.name: [direct, iterative]
     seeds: [0, 1, 2]                      # train.seed
     steps: 10000                          # optional train.steps
+    peers: [sb3-sac]                      # optional: peers run beside (mbiapo/peer.py)
+
+A peer runs once per combination of the grid's keys outside ``planner`` (the envs, say) and
+seed, with the same overrides, budget and evaluation (``mbiapo peer``); it is skipped, with
+one line saying so, where stable-baselines3 is not installed.
 
 Re-running a sweep skips the runs whose checkpoint reached ``train.steps``, resumes those with
 a checkpoint short of it (``train --resume``) and starts the rest. A run folder holding another
@@ -34,7 +39,8 @@ from mbiapo.config import compose, differences, from_container, load_yaml
 from mbiapo.errors import MbiapoError
 
 RAY_MISSING = "mbiapo sweep needs Ray: pip install 'mbiapo[ray]' (or pip install ray)"
-SWEEP_KEYS = {"base", "overrides", "grid", "seeds", "steps"}
+SWEEP_KEYS = {"base", "overrides", "grid", "seeds", "steps", "peers"}
+PEERS = ("sb3-sac",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Sweep:
     grid: dict[str, list]
     seeds: tuple[int, ...]
     steps: int | None
+    peers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,7 +87,10 @@ def load_sweep(path: Path) -> Sweep:
     base = path.parent / data["base"] if data.get("base") else None
     if base is not None and not base.is_file():
         raise MbiapoError(f"{path}: base config {base} not found")
-    return Sweep(path, base, tuple(overrides), grid, tuple(seeds), steps)
+    peers = data.get("peers", [])
+    if not isinstance(peers, list) or not set(peers) <= set(PEERS):
+        raise MbiapoError(f"{path}: 'peers' must be a list of: {', '.join(PEERS)}")
+    return Sweep(path, base, tuple(overrides), grid, tuple(seeds), steps, tuple(peers))
 
 
 def _value_text(value) -> str:
@@ -120,6 +130,35 @@ def plan_runs(sweep: Sweep, out: Path, plugins: list[str] = ()) -> list[Run]:
             args = ["train", "--out", str(run_out), *(["--config", base] if base else []),
                     *(f"--plugin={plugin}" for plugin in plugins), *overrides]
             runs.append(_with_action(Run(name, run_out, cfg, args, "start")))
+    return runs + _peer_runs(sweep, out, names)
+
+
+def _peer_runs(sweep: Sweep, out: Path, names: set[str]) -> list[Run]:
+    """One Run per peer, combination of the grid's keys outside ``planner`` and seed."""
+    from mbiapo import peer
+
+    keys = [key for key in sweep.grid if not key.startswith("planner.")]
+    runs = []
+    for name, combo, seed in itertools.product(
+            sweep.peers, itertools.product(*(sweep.grid[k] for k in keys)), sweep.seeds):
+        values = dict(zip(keys, combo))
+        run_name = _run_name({**values, "peer": name}, seed)
+        if run_name in names:
+            raise MbiapoError(f"{sweep.path}: a peer run would share the folder {run_name}")
+        overrides = [*sweep.overrides, *(f"{k}={_value_text(v)}" for k, v in values.items()),
+                     f"train.seed={seed}", *([f"train.steps={sweep.steps}"]
+                                             if sweep.steps else [])]
+        base = str(sweep.base) if sweep.base else None
+        try:
+            cfg = compose(config_file=base, planner="direct", overrides=overrides)
+        except MbiapoError as e:
+            raise MbiapoError(f"{sweep.path}: run {run_name}: {e}") from None
+        run_out = out.absolute() / run_name
+        args = ["peer", name, "--out", str(run_out), *(["--config", base] if base else []),
+                *overrides]
+        done = peer.finished(run_out, cfg.train.steps)
+        runs.append(Run(run_name, run_out, cfg, args, "skip" if done else "start",
+                        cfg.train.steps if done else 0))
     return runs
 
 

@@ -47,6 +47,7 @@ def add_parsers(sub) -> None:
 def cmd_sweep(args) -> dict:
     from tqdm import tqdm
 
+    from mbiapo import peer
     from mbiapo.sweep import check_cpus, load_sweep, plan_runs, require_ray, run_sweep
 
     require_ray()
@@ -56,6 +57,10 @@ def cmd_sweep(args) -> dict:
     check_writable_folder(out)
     runs = plan_runs(sweep, out, [str(Path(p).absolute()) if p.endswith(".py") else p
                                   for p in args.plugin])
+    if sweep.peers and not peer.available():
+        peers = [r for r in runs if r.args[0] == "peer"]
+        print(f"mbiapo: {peer.MISSING}; its {len(peers)} runs are left out", file=sys.stderr)
+        runs = [r for r in runs if r not in peers]
     count = {a: sum(r.action == a for r in runs) for a in ("start", "resume", "skip")}
     print(f"{len(runs)} runs in {out}: {count['start']} to start, {count['resume']} to "
           f"resume, {count['skip']} finished; each logs to its train.log", file=sys.stderr)

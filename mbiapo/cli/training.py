@@ -1,4 +1,5 @@
-"""``mbiapo train``: online, offline (``--offline``) and resumed (``--resume``) runs."""
+"""``mbiapo train``: online, offline (``--offline``) and resumed (``--resume``) runs; and
+``mbiapo peer``: a peer baseline trained with a run config (mbiapo/peer.py)."""
 
 import signal
 import sys
@@ -33,6 +34,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. train.lr=1e-3 value.beta_train=2")
+
+
+    p = sub.add_parser("peer", help="train a peer baseline (stable-baselines3 SAC) with a run "
+                       "config's budget, settings and evaluation",
+                       description="Train stable-baselines3's SAC as the config says (see "
+                       "mbiapo/peer.py for what is matched) and write OUT/config.yaml and "
+                       "OUT/metrics.csv, as a run does, for 'mbiapo report'. Not resumable: "
+                       "an unfinished peer run in OUT starts over.")
+    p.add_argument("name", choices=["sb3-sac"], help="the peer")
+    p.add_argument("--env", help="gymnasium id, e.g. HalfCheetah-v5")
+    p.add_argument("--steps", type=int, help="environment steps (train.steps)")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--config", help="YAML file merged over the packaged configs")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. train.eval_every=2500")
 
 
 def _interrupt(signum, frame):
@@ -82,4 +100,17 @@ def cmd_train(args) -> dict:
     return {"out": str(trainer.out), **{k: v for k, v in last.items() if v != ""}}
 
 
-HANDLERS = {"train": cmd_train}
+
+
+def cmd_peer(args) -> dict:
+    from mbiapo import peer
+
+    explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
+    explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
+    explicit += [f"train.threads={args.threads}"] if hasattr(args, "threads") else []
+    cfg = compose(args.env, "direct", args.config, [*args.overrides, *explicit])
+    last = peer.train(cfg, args.out)
+    return {"out": str(args.out), **{k: v for k, v in last.items() if v != ""}}
+
+
+HANDLERS = {"train": cmd_train, "peer": cmd_peer}
