@@ -2,7 +2,8 @@
 settings and evaluated by mbiapo's protocol, so that ``mbiapo report`` sets it beside
 mbiapo's planners ("is the baseline right?").
 
-What is matched, from the composed config (``compose(env, "direct", ...)``):
+What is matched, from the composed config (the default planner's, whose network sizes the
+policy takes):
 
 - budget: ``train.steps`` env steps, the first ``train.warmup_steps`` uniform in [-1, 1]
   (the actions mbiapo's agent sees; SB3's ``learning_starts``), then ``updates_per_step``
@@ -145,7 +146,7 @@ def train(cfg: DictConfig, out: Path) -> dict:
 
 def _prepare(out: Path, cfg: DictConfig) -> None:
     """A new folder, or one holding an unfinished peer run of this config (started over)."""
-    from mbiapo.config import differences, from_container, load_yaml
+    from mbiapo.config import differences, load_yaml
 
     out.mkdir(parents=True, exist_ok=True)
     present = sorted(p.name for p in out.iterdir())
@@ -155,9 +156,8 @@ def _prepare(out: Path, cfg: DictConfig) -> None:
         raise MbiapoError(f"--out {out} is not empty ({', '.join(foreign[:3])}); pick "
                           f"another folder")
     if "config.yaml" in present:
-        saved = OmegaConf.to_container(load_yaml(out / "config.yaml"))
-        saved["planner"]["name"] = "direct"
-        changed = differences(from_container(saved), cfg, ignore=("train.steps",))
+        changed = differences(load_yaml(out / "config.yaml"), cfg,
+                              ignore=("train.steps", "planner.name"))
         if changed:
             raise MbiapoError(f"{out} holds a peer run with another config ({changed[0][0]}); "
                               f"pick another --out")

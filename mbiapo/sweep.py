@@ -150,7 +150,7 @@ def _peer_runs(sweep: Sweep, out: Path, names: set[str]) -> list[Run]:
                                              if sweep.steps else [])]
         base = str(sweep.base) if sweep.base else None
         try:
-            cfg = compose(config_file=base, planner="direct", overrides=overrides)
+            cfg = compose(config_file=base, overrides=overrides)
         except MbiapoError as e:
             raise MbiapoError(f"{sweep.path}: run {run_name}: {e}") from None
         run_out = out.absolute() / run_name

@@ -111,12 +111,12 @@ def test_compiled_h_step_score_matches_the_eager_one(tiny_cfg):
 
 
 def test_compare_lists_sequence_planners_only_where_there_is_a_model(tiny_cfg):
-    from mbiapo.cli.analyses import _all_planners
+    from mbiapo.analyses.calls import default_planners
 
     assert not set(sequence_planners()) & set(untrained_planners())
     model_free = Agent(tiny_cfg("direct"), 4, 1)
-    assert _all_planners(model_free) == ["direct", *untrained_planners()]
-    assert set(sequence_planners()) <= set(_all_planners(_mb(tiny_cfg)))
+    assert default_planners(model_free) == ["direct", *untrained_planners()]
+    assert set(sequence_planners()) <= set(default_planners(_mb(tiny_cfg)))
 
 
 def test_compare_reports_the_h_step_score_of_sequence_planners(tiny_cfg):
@@ -159,7 +159,7 @@ def test_true_model_plans_through_the_simulator(ip_checkpoint, capsys):
     own = json.loads(out)["return_mean"]
     code, out, err = run_cli(capsys, "evaluate", *flags, "--true-model", "--planner", "cem-seq",
                              "planner.population=32", "planner.elites=4",
-                             "planner.prior_samples=0", "planner.iters=2",
+                             "planner.prior_samples=0", "planner.iters=3",
                              "planner.horizon=8", "planner.terminal_value=false")
     assert code == 0, err
     result = json.loads(out)

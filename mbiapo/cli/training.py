@@ -108,7 +108,7 @@ def cmd_peer(args) -> dict:
     explicit = [f"train.steps={args.steps}"] if args.steps is not None else []
     explicit += [f"train.seed={args.seed}"] if args.seed is not None else []
     explicit += [f"train.threads={args.threads}"] if hasattr(args, "threads") else []
-    cfg = compose(args.env, "direct", args.config, [*args.overrides, *explicit])
+    cfg = compose(args.env, None, args.config, [*args.overrides, *explicit])
     last = peer.train(cfg, args.out)
     return {"out": str(args.out), **{k: v for k, v in last.items() if v != ""}}
 
