@@ -177,33 +177,63 @@ def improvements(methods: list[dict]) -> list[dict]:
     return found
 
 
-def tidy_rows(result: dict) -> list[dict]:
+def tidy_rows(groups: dict[tuple[str, str], list[RunCurve]]) -> list[dict]:
     """One row per (env, method, seed, step): the evaluation return of that run there."""
-    rows = []
-    for m in result["methods"]:
-        for out, seed in zip(m["runs"], m["seed_values"]):
-            run = read_run(Path(out))
-            rows += [{"env": m["env"], "method": m["method"], "seed": seed, "step": int(step),
-                      "return": float(value)} for step, value in zip(run.steps, run.returns)]
-    return rows
+    return [{"env": env, "method": method, "seed": run.config.get("train.seed"),
+             "step": int(step), "return": float(value)}
+            for (env, method), runs in groups.items() for run in runs
+            for step, value in zip(run.steps, run.returns)]
+
+
+TIDY_COLUMNS = ["env", "method", "seed", "step", "return"]
 
 
 def write_tidy(result: dict, path: Path) -> Path:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["env", "method", "seed", "step", "return"])
+        writer = csv.DictWriter(f, TIDY_COLUMNS)
         writer.writeheader()
-        writer.writerows({**row, "return": f"{row['return']:.6g}"} for row in tidy_rows(result))
+        writer.writerows({**row, "return": f"{row['return']:.6g}"} for row in result["rows"])
     return path
 
 
+def read_tidy(path: Path) -> dict[tuple[str, str], list[RunCurve]]:
+    """The runs of a tidy CSV (``write_tidy``'s columns), grouped by (env, method); they
+    carry no throughput."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if set(TIDY_COLUMNS) - set(reader.fieldnames or []):
+                raise MbiapoError(f"{path}: not a tidy results file (columns "
+                                  f"{', '.join(TIDY_COLUMNS)})")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise MbiapoError(f"{path}: cannot read ({e})") from None
+    curves = defaultdict(list)
+    for row in rows:
+        key = (row["env"], row["method"], int(_number(row["seed"], path, "seed")))
+        curves[key].append((int(_number(row["step"], path, "step")),
+                            _number(row["return"], path, "return")))
+    groups = defaultdict(list)
+    for (env, method, seed), points in sorted(curves.items()):
+        steps, returns = (np.array(column) for column in zip(*sorted(points)))
+        groups[(env, method)].append(RunCurve(path, {"env.id": env, "train.seed": seed},
+                                              steps.astype(int), returns, math.nan))
+    return dict(groups)
+
+
 def report(root: Path) -> dict:
-    """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "final_*",
-    "updates_per_s", "runs"}, ...]} for the run folders under ``root``."""
-    runs = [read_run(out) for out in find_runs(root)]
+    """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "iqm", ...,
+    "updates_per_s", "runs"}, ...], "improvements": [...], "rows": [tidy rows]} for the run
+    folders under ``root``, or the runs of a tidy CSV file ``root``."""
+    if root.is_file():
+        groups = read_tidy(root)
+    else:
+        groups = group_runs([read_run(out) for out in find_runs(root)])
     methods = [{"env": env, "method": method, **summarize(group)}
-               for (env, method), group in group_runs(runs).items()]
-    return {"root": str(root), "n_runs": len(runs), "methods": methods,
-            "improvements": improvements(methods)}
+               for (env, method), group in groups.items()]
+    return {"root": str(root), "n_runs": sum(len(g) for g in groups.values()),
+            "methods": methods, "improvements": improvements(methods),
+            "rows": tidy_rows(groups)}
 
 
 def table(result: dict) -> str:
@@ -222,6 +252,40 @@ def table(result: dict) -> str:
         lines.append(f"{i['env']}: P({i['method']} > {i['over']}) = {i['probability']:.2f} "
                      f"[{i['low']:.2f}, {i['high']:.2f}]")
     return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    """The report as markdown, for docs: per env, each method's IQM [95% CI] at up to three
+    steps every method evaluated (a third, two thirds and all of the way), its final mean
+    ± std and seeds; then each probability of improvement with its interval."""
+    blocks = []
+    for env in sorted({m["env"] for m in result["methods"]}):
+        methods = [m for m in result["methods"] if m["env"] == env and m["steps"]]
+        common = sorted(set.intersection(*(set(m["steps"]) for m in methods))) \
+            if methods else []
+        if not common:
+            continue
+        marks = sorted({min(common, key=lambda s: abs(s - common[-1] * f))
+                        for f in (1 / 3, 2 / 3, 1)})
+        head = " | ".join(f"IQM at {mark:,} [95% CI]" for mark in marks)
+        lines = [f"**{env}**", "", f"| method | seeds | {head} | mean ± std at {marks[-1]:,} |",
+                 "|---|---|" + "---|" * len(marks) + "---|"]
+        for m in methods:
+            cells = []
+            for mark in marks:
+                k = m["steps"].index(mark)
+                cells.append(f"{m['iqm'][k]:.0f} [{m['iqm_low'][k]:.0f}, "
+                             f"{m['iqm_high'][k]:.0f}]")
+            k = m["steps"].index(marks[-1])
+            lines.append(f"| {m['method']} | {m['seeds']} | {' | '.join(cells)} | "
+                         f"{m['mean'][k]:.0f} ± {m['std'][k]:.0f} |")
+        pairs = [i for i in result["improvements"] if i["env"] == env]
+        if pairs:
+            lines += ["", "| probability of improvement (final) | P [95% CI] |", "|---|---|"]
+            lines += [f"| {i['method']} over {i['over']} | {i['probability']:.2f} "
+                      f"[{i['low']:.2f}, {i['high']:.2f}] |" for i in pairs]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
 
 
 def plot(result: dict, path: Path) -> Path:

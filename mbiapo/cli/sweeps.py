@@ -37,10 +37,14 @@ def add_parsers(sub) -> None:
                        "mean ± std and updates/s per method and the probability of "
                        "improvement of each method over each other; write a per-seed CSV "
                        "(env, method, seed, step, return).")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help="a folder of run folders, or a tidy "
+                   "CSV that an earlier report wrote (results others can re-read)")
     p.add_argument("--out", type=Path, help="figure file (.png/.pdf/.svg; default "
                    "DIR/report.png); the profile and the CSV go beside it "
                    "(report-profile.png, report.csv)")
+    p.add_argument("--markdown", action="store_true", help="print the tables as markdown "
+                   "(IQM [95%% CI] at three steps, probability of improvement), as in "
+                   "docs/results.md")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -98,20 +102,23 @@ def _table(result: dict) -> str:
 
 
 def cmd_report(args) -> dict:
-    from mbiapo.report import plot, plot_profile, report, table, write_tidy
+    from mbiapo.report import markdown, plot, plot_profile, report, table, write_tidy
 
     result = report(args.dir)
-    figure = args.out or args.dir / "report.png"
+    from_csv = args.dir.is_file()
+    figure = args.out or (args.dir.with_suffix(".png") if from_csv else args.dir / "report.png")
     if figure.suffix not in FIGURE_SUFFIXES:
         raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
     profile = figure.with_name(f"{figure.stem}-profile{figure.suffix}")
-    tidy = figure.with_suffix(".csv")
+    tidy = None if from_csv else figure.with_suffix(".csv")
     for path in (figure, profile, tidy):
-        check_writable_file(path)
+        if path is not None:
+            check_writable_file(path)
     result["out"] = str(plot(result, figure))
     result["profile"] = str(plot_profile(result, profile))
-    result["csv"] = str(write_tidy(result, tidy))
-    result["table"] = table(result)
+    if tidy is not None:
+        result["csv"] = str(write_tidy(result, tidy))
+    result["table"] = markdown(result) if args.markdown else table(result)
     return result
 
 
