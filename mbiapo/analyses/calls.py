@@ -1,6 +1,6 @@
 """The analyses as Python calls with the commands' defaults: ``states``, ``compare`` and
 ``gap`` (``mbiapo.api`` exports them; the command handlers call them), and what every
-analysis starts from (``agent_for``, ``saved_states``, ``setup``)."""
+analysis starts from (``saved_states``, ``setup``; the agent: ``common.analysis_agent``)."""
 
 from pathlib import Path
 
@@ -18,10 +18,6 @@ def positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise MbiapoError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-
-
-def agent_for(checkpoint, value: str | None, device: str, seed: int) -> Agent:
-    return analysis_agent(str(checkpoint), value, device, seed)
 
 
 def saved_states(path, agent: Agent) -> torch.Tensor:
@@ -74,7 +70,7 @@ def compare(checkpoint, states, out, planners: str | None = None, iters: int = 1
     from mbiapo.analyses import compare as analysis
 
     positive(iters=iters, samples=samples, eval_samples=eval_samples)
-    agent = agent_for(checkpoint, value, device, seed)
+    agent = analysis_agent(str(checkpoint), value, device, seed)
     obs = saved_states(states, agent)
     chosen = planners_from_spec(agent, planners, list(overrides), default_planners(agent),
                                 runs_for=iters)
@@ -92,7 +88,7 @@ def gap(checkpoint, states, out, planners: str | None = None, steps: int = 100,
     positive(steps=steps, samples=samples, eval_samples=eval_samples)
     if extra_iters < 0:
         raise MbiapoError(f"--extra-iters must be >= 0, got {extra_iters}")
-    agent = agent_for(checkpoint, value, device, seed)
+    agent = analysis_agent(str(checkpoint), value, device, seed)
     obs = saved_states(states, agent)
     chosen = planners_from_spec(agent, planners, list(overrides), [agent.cfg.planner.name])
     return analysis.run(setup(agent, obs, out, force, checkpoint, value, beta, seed), chosen,

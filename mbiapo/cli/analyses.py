@@ -126,9 +126,9 @@ def add_parsers(sub) -> None:
 
 
 def _agent(args):
-    from mbiapo.analyses.calls import agent_for
+    from mbiapo.analyses.common import analysis_agent
 
-    return agent_for(args.checkpoint, args.value, args.device, args.seed)
+    return analysis_agent(str(args.checkpoint), args.value, args.device, args.seed)
 
 
 def _states(args, agent):
