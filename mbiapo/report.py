@@ -221,17 +221,25 @@ def read_tidy(path: Path) -> dict[tuple[str, str], list[RunCurve]]:
     return dict(groups)
 
 
-def report(root: Path) -> dict:
+def report(*roots: Path) -> dict:
     """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "iqm", ...,
     "updates_per_s", "runs"}, ...], "improvements": [...], "rows": [tidy rows]} for the run
-    folders under ``root``, or the runs of a tidy CSV file ``root``."""
-    if root.is_file():
-        groups = read_tidy(root)
-    else:
-        groups = group_runs([read_run(out) for out in find_runs(root)])
+    folders under the ``roots`` that are folders and the runs of those that are tidy CSV
+    files (results committed by different releases read together)."""
+    folders = [root for root in roots if not root.is_file()]
+    groups = defaultdict(list)
+    if folders:
+        for key, runs in group_runs([read_run(out) for root in folders
+                                     for out in find_runs(root)]).items():
+            groups[key] += runs
+    for root in roots:
+        if root.is_file():
+            for key, runs in read_tidy(root).items():
+                groups[key] += runs
+    groups = dict(sorted(groups.items()))
     methods = [{"env": env, "method": method, **summarize(group)}
                for (env, method), group in groups.items()]
-    return {"root": str(root), "n_runs": sum(len(g) for g in groups.values()),
+    return {"root": ", ".join(map(str, roots)), "n_runs": sum(len(g) for g in groups.values()),
             "methods": methods, "improvements": improvements(methods),
             "rows": tidy_rows(groups)}
 

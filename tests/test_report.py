@@ -163,3 +163,13 @@ def test_a_tidy_csv_reads_back_into_the_same_report(runs, capsys):
     code, out, _ = run_cli(capsys, "report", runs / "sweep" / "report.csv", "--markdown",
                            "--out", runs / "from-csv.png")
     assert code == 0 and out.startswith(text) and (runs / "from-csv.png").exists()
+
+
+def test_several_sources_are_read_together(runs, capsys):
+    """A folder and a CSV of other runs (results of two releases) make one report."""
+    assert run_cli(capsys, "report", runs / "other")[0] == 0
+    both = report(runs / "sweep", runs / "other" / "report.csv")
+    assert {(m["env"], m["method"]) for m in both["methods"]} == {
+        ("InvertedPendulum-v5", "direct"), ("InvertedPendulum-v5", "iterative"),
+        ("InvertedDoublePendulum-v5", "direct")}
+    assert both["n_runs"] == 5

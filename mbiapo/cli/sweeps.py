@@ -37,8 +37,9 @@ def add_parsers(sub) -> None:
                        "mean ± std and updates/s per method and the probability of "
                        "improvement of each method over each other; write a per-seed CSV "
                        "(env, method, seed, step, return).")
-    p.add_argument("dir", type=Path, metavar="DIR", help="a folder of run folders, or a tidy "
-                   "CSV that an earlier report wrote (results others can re-read)")
+    p.add_argument("dir", type=Path, nargs="+", metavar="DIR", help="folders of run folders, "
+                   "or tidy CSVs an earlier report wrote (results others can re-read); "
+                   "several are read together")
     p.add_argument("--out", type=Path, help="figure file (.png/.pdf/.svg; default "
                    "DIR/report.png); the profile and the CSV go beside it "
                    "(report-profile.png, report.csv)")
@@ -104,9 +105,10 @@ def _table(result: dict) -> str:
 def cmd_report(args) -> dict:
     from mbiapo.report import markdown, plot, plot_profile, report, table, write_tidy
 
-    result = report(args.dir)
-    from_csv = args.dir.is_file()
-    figure = args.out or (args.dir.with_suffix(".png") if from_csv else args.dir / "report.png")
+    result = report(*args.dir)
+    first = args.dir[0]
+    from_csv = all(path.is_file() for path in args.dir)
+    figure = args.out or (first.with_suffix(".png") if first.is_file() else first / "report.png")
     if figure.suffix not in FIGURE_SUFFIXES:
         raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
     profile = figure.with_name(f"{figure.stem}-profile{figure.suffix}")
