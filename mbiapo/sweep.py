@@ -11,6 +11,9 @@ Sweep file (YAML; paths are relative to it)::
     seeds: [0, 1, 2]                      # train.seed
     steps: 10000                          # optional train.steps
     peers: [sb3-sac]                      # optional: peers run beside (mbiapo/peer.py)
+    cases:                                # optional: more overrides where a run matches
+      - match: {env.id: HalfCheetah-v5, planner.name: direct}
+        overrides: [value.hidden=512]
 
 A peer runs once per combination of the grid's keys outside ``planner`` (the envs, say) and
 seed, with the same overrides, budget and evaluation (``mbiapo peer``); it is skipped, with
@@ -39,7 +42,7 @@ from mbiapo.config import compose, differences, from_container, load_yaml
 from mbiapo.errors import MbiapoError
 
 RAY_MISSING = "mbiapo sweep needs Ray: pip install 'mbiapo[ray]' (or pip install ray)"
-SWEEP_KEYS = {"base", "overrides", "grid", "seeds", "steps", "peers"}
+SWEEP_KEYS = {"base", "overrides", "grid", "seeds", "steps", "peers", "cases"}
 PEERS = ("sb3-sac",)
 
 
@@ -52,6 +55,7 @@ class Sweep:
     seeds: tuple[int, ...]
     steps: int | None
     peers: tuple[str, ...] = ()
+    cases: tuple[tuple[dict, tuple[str, ...]], ...] = ()  # (match, overrides)
 
 
 @dataclass
@@ -90,7 +94,28 @@ def load_sweep(path: Path) -> Sweep:
     peers = data.get("peers", [])
     if not isinstance(peers, list) or not set(peers) <= set(PEERS):
         raise MbiapoError(f"{path}: 'peers' must be a list of: {', '.join(PEERS)}")
-    return Sweep(path, base, tuple(overrides), grid, tuple(seeds), steps, tuple(peers))
+    return Sweep(path, base, tuple(overrides), grid, tuple(seeds), steps, tuple(peers),
+                 _cases(path, data.get("cases", []), grid))
+
+
+def _cases(path: Path, cases, grid: dict) -> tuple:
+    """``cases`` checked: each a ``match`` of grid keys to one of their values, and its
+    ``overrides``."""
+    checked = []
+    for case in cases if isinstance(cases, list) else [None]:
+        match = case.get("match") if isinstance(case, dict) else None
+        overrides = case.get("overrides") if isinstance(case, dict) else None
+        if not isinstance(match, dict) or not match or set(case) != {"match", "overrides"} \
+                or not isinstance(overrides, list) \
+                or not all(isinstance(o, str) for o in overrides):
+            raise MbiapoError(f"{path}: each of 'cases' needs 'match' (grid key: value) and "
+                              f"'overrides' (a list of key=value)")
+        for key, value in match.items():
+            if value not in grid.get(key, []):
+                raise MbiapoError(f"{path}: a case matches {key}={value}, which the grid "
+                                  f"does not have")
+        checked.append((match, tuple(overrides)))
+    return tuple(checked)
 
 
 def _value_text(value) -> str:
@@ -119,6 +144,9 @@ def plan_runs(sweep: Sweep, out: Path, plugins: list[str] = ()) -> list[Run]:
                                   f"make the grid values distinct")
             names.add(name)
             overrides = [*sweep.overrides, *(f"{k}={_value_text(v)}" for k, v in values.items()),
+                         *(item for match, extra in sweep.cases
+                           if all(values.get(k) == v for k, v in match.items())
+                           for item in extra),
                          f"train.seed={seed}"]
             overrides += [f"train.steps={sweep.steps}"] if sweep.steps else []
             base = str(sweep.base) if sweep.base else None

@@ -184,3 +184,23 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, capsys):
     assert sorted(status.values()) == ["failed", "failed", "finished", "finished"]
 
 
+
+
+def test_cases_add_overrides_where_a_run_matches(tmp_path, capsys):
+    """The paper-scale sweep's Table 5: architecture B only where the paper used it."""
+    from pathlib import Path
+
+    paper = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "paper-fig5.yaml"
+    runs = {r.name: r.cfg for r in plan_runs(load_sweep(paper), tmp_path / "out")}
+    assert len(runs) == 40
+    assert runs["HalfCheetah-v5_direct_s0"].value.hidden == 512
+    assert runs["HalfCheetah-v5_direct_s0"].value.activation == "elu"
+    assert runs["HalfCheetah-v5_iterative_s0"].value.hidden == 256
+    assert runs["Walker2d-v5_iterative_s3"].value.layers == 3
+    assert runs["Walker2d-v5_direct_s3"].value.layers == 2
+    assert runs["Hopper-v5_iterative_s1"].value.beta_train == 1.5
+    assert runs["Ant-v5_iterative_s1"].value.beta_train == 2.5
+    assert runs["Ant-v5_direct_s4"].train.steps == 3_000_000
+    bad = write_sweep(tmp_path / "bad.yaml", grid={"env.id": ["Hopper-v5"]},
+                      cases=[{"match": {"env.id": "Ant-v5"}, "overrides": ["train.lr=1"]}])
+    assert "which the grid does not have" in error_line(capsys, "sweep", bad)
