@@ -191,3 +191,20 @@ def test_train_puts_back_the_callers_sigterm_handler(tmp_path, capsys):
         assert signal.getsignal(signal.SIGTERM) is callers
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_ctrl_c_while_the_command_still_imports_is_one_line():
+    """The console script's entry point (mbiapo.launch) imports torch inside main."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from mbiapo.launch import "
+                              "main; sys.exit(main())", "--help"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)  # python is up; torch takes a second to import
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and out == "", (child.returncode, err)
+    assert err.strip() == "mbiapo: interrupted"
