@@ -51,6 +51,7 @@ class Trainer:
         self.wall_s, self.since = 0.0, None  # seconds trained before this session; its start
         self.held = None  # the folder's lock (run_folder.lock), while this process trains
         self.callback = None  # run's callback(row)
+        self.saved_step = None  # the step of the last checkpoint this process wrote
         self.agent.check_planner_trains()  # before a new run's folder is made
         self.evaluates = True  # offline runs without a known env cannot
 
@@ -70,8 +71,13 @@ class Trainer:
     def save(self) -> None:
         """Commit the checkpoint and (``train.save_replay``) the replay buffer together."""
         keep = self.keeps_replay and self.cfg.train.save_replay
-        run_folder.save(self.out, self.agent, self.state(), self.buffer if keep else None,
-                        {"env_id": self.cfg.env.id, "source": "mbiapo train"})
+        try:
+            run_folder.save(self.out, self.agent, self.state(), self.buffer if keep else None,
+                            {"env_id": self.cfg.env.id, "source": "mbiapo train"})
+        except KeyboardInterrupt:  # raised once the save is done (run_folder defers it)
+            self.saved_step = self.step
+            raise
+        self.saved_step = self.step
 
     def state(self) -> dict:
         """Counters and RNG states for the checkpoint."""
@@ -125,7 +131,8 @@ class Trainer:
             self.save()
         except KeyboardInterrupt:
             bar.close()
-            self.save()
+            if self.saved_step != self.step:  # not if Ctrl-C came during a save, after it
+                self.save()
             raise
         finally:
             log.close()

@@ -208,3 +208,25 @@ def test_ctrl_c_while_the_command_still_imports_is_one_line():
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130 and out == "", (child.returncode, err)
     assert err.strip() == "mbiapo: interrupted"
+
+
+def test_ctrl_c_during_a_scheduled_save_saves_once(tmp_path, monkeypatch):
+    """run_folder.save defers Ctrl-C to its end; the trainer then has nothing more to save."""
+    from mbiapo import api, run_folder
+
+    real, calls = run_folder.save, []
+
+    def save_then_interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(args[2]["step"])
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as the deferred Ctrl-C leaves the finished save
+
+    monkeypatch.setattr(run_folder, "save", save_then_interrupted)
+    cfg = api.compose("InvertedPendulum-v5", "direct", overrides=[
+        "train.steps=120", "train.warmup_steps=40", "train.checkpoint_every=60",
+        "train.eval_every=60", "train.eval_episodes=1", "train.batch_size=16",
+        "planner.hidden=16", "value.hidden=16", "env.max_episode_steps=20"])
+    with pytest.raises(KeyboardInterrupt):
+        api.train(cfg, tmp_path / "run")
+    assert calls == [60]
