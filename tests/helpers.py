@@ -48,3 +48,21 @@ def registries_restored():
     finally:
         for r, entries in saved.items():
             r._entries = entries
+
+
+def count_environments(monkeypatch, module) -> dict:
+    """Replace ``module.make_env`` with one that counts the environments alive; returns
+    {"alive": set of live ids, "most": the largest number alive at once so far}."""
+    seen = {"alive": set(), "most": 0}
+    make = module.make_env
+
+    def counted(*args, **kwargs):
+        env = make(*args, **kwargs)
+        seen["alive"].add(id(env))
+        seen["most"] = max(seen["most"], len(seen["alive"]))
+        close = env.close
+        env.close = lambda: (seen["alive"].discard(id(env)), close())
+        return env
+
+    monkeypatch.setattr(module, "make_env", counted)
+    return seen

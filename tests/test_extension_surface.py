@@ -16,7 +16,7 @@ from mbiapo import api, evaluate
 from mbiapo.agent import Agent
 from mbiapo.planners import PLANNERS
 from mbiapo.value import ModelFreeValue, ValueConfig, ValueEstimator, register
-from tests.helpers import error_line, registries_restored, run_cli, tiny_config
+from tests.helpers import count_environments, error_line, registries_restored, run_cli, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "mbiapo" / "pretrained" / "ip-iterative"
@@ -112,22 +112,11 @@ def test_api_evaluate_repeats_with_a_seed_for_every_planner(name):
 
 
 def test_many_episodes_keep_a_bounded_number_of_environments(monkeypatch):
-    alive, most = set(), [0]
-    make = evaluate.make_env
-
-    def counted(*args, **kwargs):
-        env = make(*args, **kwargs)
-        alive.add(id(env))
-        most[0] = max(most[0], len(alive))
-        close = env.close
-        env.close = lambda: (alive.discard(id(env)), close())
-        return env
-
-    monkeypatch.setattr(evaluate, "make_env", counted)
+    seen = count_environments(monkeypatch, evaluate)
     monkeypatch.setattr(evaluate, "SIDE_BY_SIDE", 3)
     agent = _agent("direct")
     batched = evaluate.run_episodes(agent, agent.cfg.env.id, 8, 0, max_episode_steps=15)
-    assert most[0] == 3 and not alive
+    assert seen["most"] == 3 and not seen["alive"]
     one_by_one = evaluate.run_episodes(agent, agent.cfg.env.id, 8, 0, batched=False,
                                        max_episode_steps=15)
     assert batched["returns"] == pytest.approx(one_by_one["returns"])

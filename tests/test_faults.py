@@ -17,7 +17,7 @@ from mbiapo.checkpoint import checkpoint_path, read_checkpoint
 from mbiapo.cli import build_parser
 from mbiapo.cli.training import _run_config
 from mbiapo.errors import MbiapoError
-from tests.helpers import TINY, error_line, run_cli
+from tests.helpers import TINY, count_environments, error_line, run_cli
 
 IP = "InvertedPendulum-v5"
 
@@ -182,21 +182,10 @@ def test_a_device_mbiapo_does_not_run_on_is_named(capsys, device):
 
 
 def test_collect_never_holds_more_than_a_group_of_environments(monkeypatch):
-    alive, most = set(), [0]
-    make = collect.make_env
-
-    def counted(*args, **kwargs):
-        env = make(*args, **kwargs)
-        alive.add(id(env))
-        most[0] = max(most[0], len(alive))
-        close = env.close
-        env.close = lambda: (alive.discard(id(env)), close())
-        return env
-
-    monkeypatch.setattr(collect, "make_env", counted)
+    seen = count_environments(monkeypatch, collect)
     monkeypatch.setattr(collect, "SIDE_BY_SIDE", 3)
     data = collect.collect(None, IP, 7, 0, max_episode_steps=10)
-    assert most[0] == 3 and not alive
+    assert seen["most"] == 3 and not seen["alive"]
     ends = data["terminals"] | data["timeouts"]
     assert ends.sum() == 7 and ends[-1]
 
