@@ -13,6 +13,8 @@ nothing does. Std is over seeds, population (ddof=0), like every mbiapo summary.
 
 import csv
 import math
+import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 from mbiapo import stats
 from mbiapo.config import flatten, load_yaml
 from mbiapo.errors import MbiapoError
+from mbiapo.paths import check_writable_file, temporary, written
 
 NOT_METHOD = {"env.id", "train.seed", "train.steps", "train.device"}
 PRIMARY = ["planner.name", "value.kind"]
@@ -346,3 +349,81 @@ def plot_profile(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+PAGE_BLOCK = re.compile(r"<!-- report ([^>]+?) -->\n(.*?)<!-- end report -->", re.S)
+
+
+def profile_path(figure: Path) -> Path:
+    """Where the performance profile goes beside the curves' ``figure``."""
+    return figure.with_name(f"{figure.stem}-profile{figure.suffix}")
+
+
+def check_figure(figure: Path, flag: str = "--out") -> None:
+    if figure.suffix not in FIGURE_SUFFIXES:
+        raise MbiapoError(f"{flag} {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
+    for path in (figure, profile_path(figure)):
+        check_writable_file(path, flag)
+
+
+def _block_sources(spec: str, root: Path, page: str) -> tuple[list[Path], Path | None]:
+    """A generated block's marker ``SOURCE... [--out FIGURE]``: its sources and figure, the
+    paths taken relative to ``root``."""
+    words = spec.split()
+    figure = None
+    if "--out" in words:
+        at = words.index("--out")
+        if at + 1 == len(words):
+            raise MbiapoError(f"{page}: '<!-- report {spec} -->' names no figure after --out")
+        figure = root / words.pop(at + 1)
+        words.pop(at)
+    if not words:
+        raise MbiapoError(f"{page}: '<!-- report {spec} -->' names no results to read")
+    return [root / word for word in words], figure
+
+
+def render_page(text: str, root: Path,
+                page: str = "page") -> tuple[str, list[tuple[dict, Path | None]]]:
+    """``text`` (markdown) with every generated block rebuilt: a block runs from
+    ``<!-- report SOURCE... [--out FIGURE] -->`` to ``<!-- end report -->`` and holds
+    ``markdown(report(SOURCE...))``, the sources (tidy CSVs or folders of run folders) and
+    figure named relative to ``root``. Also each block's report and figure (or None)."""
+    blocks = []
+
+    def generate(match: re.Match) -> str:
+        sources, figure = _block_sources(match[1], root, page)
+        result = report(*sources)
+        blocks.append((result, figure))
+        return f"<!-- report {match[1]} -->\n{markdown(result)}<!-- end report -->"
+
+    rebuilt = PAGE_BLOCK.sub(generate, text)
+    if not blocks:
+        raise MbiapoError(f"{page}: no generated blocks ('<!-- report SOURCE... -->' to "
+                          "'<!-- end report -->')")
+    return rebuilt, blocks
+
+
+def update_page(page: Path, root: Path) -> dict:
+    """Rebuild ``page``'s generated blocks (``render_page``) in place and redraw each block's
+    figure and performance profile: {"out" (the page), "blocks", "changed", "figures"}."""
+    try:
+        text = page.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise MbiapoError(f"--page {page}: cannot read ({e.strerror or e})") from None
+    rebuilt, blocks = render_page(text, root, str(page))
+    figures = [figure for _, figure in blocks if figure is not None]
+    check_writable_file(page, "--page")
+    for figure in figures:
+        check_figure(figure, f"{page}: --out")
+    drawn = []
+    for result, figure in blocks:
+        if figure is not None:
+            drawn += [str(plot(result, figure)), str(plot_profile(result, profile_path(figure)))]
+    if rebuilt != text:
+        partial = temporary(page)
+        with written(page, partial):
+            partial.write_text(rebuilt)
+            os.replace(partial, page)
+    return {"out": str(page), "blocks": len(blocks), "changed": rebuilt != text,
+            "figures": drawn}

@@ -7,8 +7,6 @@ from pathlib import Path
 from mbiapo.errors import MbiapoError
 from mbiapo.paths import check_writable_file, check_writable_folder
 
-FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of configs x seeds as Ray tasks",
@@ -36,10 +34,15 @@ def add_parsers(sub) -> None:
                        "and a performance profile of final returns; print final IQM [CI], "
                        "mean ± std and updates/s per method and the probability of "
                        "improvement of each method over each other; write a per-seed CSV "
-                       "(env, method, seed, step, return).")
-    p.add_argument("dir", type=Path, nargs="+", metavar="DIR", help="folders of run folders, "
+                       "(env, method, seed, step, return). With --page, rebuild a markdown "
+                       "page's generated tables and figures instead.")
+    p.add_argument("dir", type=Path, nargs="*", metavar="DIR", help="folders of run folders, "
                    "or tidy CSVs an earlier report wrote (results others can re-read); "
                    "several are read together")
+    p.add_argument("--page", type=Path, help="markdown page (docs/results.md) whose blocks "
+                   "'<!-- report SOURCE... [--out FIGURE] -->' ... '<!-- end report -->' "
+                   "are rebuilt from their sources, paths relative to the current folder, "
+                   "and whose figures are redrawn")
     p.add_argument("--out", type=Path, help="figure file (.png/.pdf/.svg; default "
                    "DIR/report.png); the profile and the CSV go beside it "
                    "(report-profile.png, report.csv)")
@@ -103,24 +106,34 @@ def _table(result: dict) -> str:
 
 
 def cmd_report(args) -> dict:
-    from mbiapo.report import markdown, plot, plot_profile, report, table, write_tidy
+    from mbiapo import report as reports
 
-    result = report(*args.dir)
+    if args.page is not None:
+        if args.dir or args.out or args.markdown:
+            raise MbiapoError("--page takes its sources and figures from the page; give no "
+                              "DIR, --out or --markdown with it")
+        result = reports.update_page(args.page, Path.cwd())
+        result["table"] = (f"{args.page}: {result['blocks']} generated block"
+                           f"{'s' * (result['blocks'] != 1)}, "
+                           f"{'rewritten' if result['changed'] else 'unchanged'}; "
+                           f"{len(result['figures'])} figures drawn")
+        return result
+    if not args.dir:
+        raise MbiapoError("give the folders or tidy CSVs to report on, or --page PAGE")
+    result = reports.report(*args.dir)
     first = args.dir[0]
     from_csv = all(path.is_file() for path in args.dir)
     figure = args.out or (first.with_suffix(".png") if first.is_file() else first / "report.png")
-    if figure.suffix not in FIGURE_SUFFIXES:
-        raise MbiapoError(f"--out {figure}: give a {'/'.join(FIGURE_SUFFIXES)} file")
-    profile = figure.with_name(f"{figure.stem}-profile{figure.suffix}")
+    reports.check_figure(figure)
+    profile = reports.profile_path(figure)
     tidy = None if from_csv else figure.with_suffix(".csv")
-    for path in (figure, profile, tidy):
-        if path is not None:
-            check_writable_file(path)
-    result["out"] = str(plot(result, figure))
-    result["profile"] = str(plot_profile(result, profile))
     if tidy is not None:
-        result["csv"] = str(write_tidy(result, tidy))
-    result["table"] = markdown(result) if args.markdown else table(result)
+        check_writable_file(tidy)
+    result["out"] = str(reports.plot(result, figure))
+    result["profile"] = str(reports.plot_profile(result, profile))
+    if tidy is not None:
+        result["csv"] = str(reports.write_tidy(result, tidy))
+    result["table"] = reports.markdown(result) if args.markdown else reports.table(result)
     return result
 
 
