@@ -224,6 +224,21 @@ def read_tidy(path: Path) -> dict[tuple[str, str], list[RunCurve]]:
     return dict(groups)
 
 
+def _by_seed(key: tuple[str, str], runs: list[RunCurve]) -> list[RunCurve]:
+    """One (env, method)'s runs in seed order, so its intervals do not depend on the order
+    the sources came in. A seed twice is an error: a tidy CSV passed beside the run folders
+    it was made from would otherwise count each of its runs twice."""
+    def seed(run: RunCurve):
+        return run.config.get("train.seed")
+
+    runs = sorted(runs, key=lambda run: (seed(run) is None, seed(run) or 0, str(run.out)))
+    for a, b in zip(runs, runs[1:]):
+        if seed(a) is not None and seed(a) == seed(b):
+            raise MbiapoError(f"{key[0]}, {key[1]}: seed {seed(a)} is in both {a.out} and "
+                              f"{b.out}; pass each run once")
+    return runs
+
+
 def report(*roots: Path) -> dict:
     """{"methods": [{"env", "method", "seeds", "steps", "mean", "std", "iqm", ...,
     "updates_per_s", "runs"}, ...], "improvements": [...], "rows": [tidy rows]} for the run
@@ -239,7 +254,7 @@ def report(*roots: Path) -> dict:
         if root.is_file():
             for key, runs in read_tidy(root).items():
                 groups[key] += runs
-    groups = dict(sorted(groups.items()))
+    groups = {key: _by_seed(key, runs) for key, runs in sorted(groups.items())}
     methods = [{"env": env, "method": method, **summarize(group)}
                for (env, method), group in groups.items()]
     return {"root": ", ".join(map(str, roots)), "n_runs": sum(len(g) for g in groups.values()),

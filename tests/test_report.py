@@ -173,3 +173,26 @@ def test_several_sources_are_read_together(runs, capsys):
         ("InvertedPendulum-v5", "direct"), ("InvertedPendulum-v5", "iterative"),
         ("InvertedDoublePendulum-v5", "direct")}
     assert both["n_runs"] == 5
+
+
+def test_intervals_do_not_depend_on_source_order_and_a_seed_counts_once(tmp_path, capsys):
+    """The bootstrap resamples seeds by position: runs are put in seed order first, so the
+    same seeds give the same interval whichever source names them first."""
+    finals = [1, 2, 4, 8, 16]  # swapping the sources changes this interval unless sorted
+    for seed, final in enumerate(finals):
+        part = "first" if seed < 3 else "second"
+        make_run(tmp_path, f"{part}/s{seed}", "InvertedPendulum-v5", "direct", seed,
+                 {1000: seed, 2000: final}, [10, 10])
+    one, two = (report(tmp_path / "first", tmp_path / "second"),
+                report(tmp_path / "second", tmp_path / "first"))
+    for result in (one, two):
+        assert result["methods"][0]["seed_values"] == [0, 1, 2, 3, 4]
+    assert one["methods"][0]["final_iqm"] == two["methods"][0]["final_iqm"]
+    assert one["methods"][0]["final_iqm"][0] == pytest.approx((2 + 4 + 8) / 3)
+
+    assert run_cli(capsys, "report", tmp_path / "first")[0] == 0  # writes first/report.csv
+    line = error_line(capsys, "report", tmp_path / "first", tmp_path / "first" / "report.csv")
+    assert "InvertedPendulum-v5, direct: seed 0 is in both" in line
+    assert line.endswith("pass each run once")
+    assert "seed 3 is in both" in error_line(capsys, "report", tmp_path / "second",
+                                             tmp_path / "second")
