@@ -1,8 +1,20 @@
+import signal
+
 import pytest
 import torch
 
 from mbiapo import threads
 from tests.helpers import tiny_config
+
+
+def pytest_configure(config):
+    """A shell starts a background job (``pytest &``, ``nohup``) with Ctrl-C ignored, and its
+    children inherit that: an mbiapo command then keeps ignoring Ctrl-C, as programs do, and
+    the tests that send it one could not interrupt it. The test session takes Ctrl-C back
+    (a handled signal is reset to its default in each child), so these tests do not depend
+    on how pytest was started."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

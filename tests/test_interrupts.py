@@ -106,6 +106,25 @@ def test_ctrl_c_is_one_line_and_exit_code_130(run, tmp_path, command):
     assert sorted(run.parent.rglob("*")) == before  # nothing cached from a cut-short fit
 
 
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(run, tmp_path):
+    """A shell's background job (``mbiapo ... &``) starts with Ctrl-C ignored; mbiapo keeps it
+    so, as programs do (``train`` defers only handlers that raise)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
+    try:
+        proc = _child(["states", "--checkpoint", run, "--n", "1000000", "--out",
+                       tmp_path / "result"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    first = _first_output(proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    running = proc.poll() is None
+    proc.kill()
+    _, _, err = _finish(proc, first)
+    assert running, err
+    assert "interrupted" not in err
+
+
 def test_ctrl_c_while_collect_writes_leaves_no_file(tmp_path, capsys, monkeypatch):
     def interrupted_write(path, arrays, metadata):
         Path(f"{path}.tmp").write_bytes(b"\0" * 100)  # part of its temporary file
