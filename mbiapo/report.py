@@ -435,10 +435,10 @@ def update_page(page: Path, root: Path) -> dict:
     for result, figure in blocks:
         if figure is not None:
             drawn += [str(plot(result, figure)), str(plot_profile(result, profile_path(figure)))]
-    if rebuilt != text:
+    changed = rebuilt != text
+    if changed:
         partial = temporary(page)
         with written(page, partial):
             partial.write_text(rebuilt)
             os.replace(partial, page)
-    return {"out": str(page), "blocks": len(blocks), "changed": rebuilt != text,
-            "figures": drawn}
+    return {"out": str(page), "blocks": len(blocks), "changed": changed, "figures": drawn}
